@@ -1,0 +1,151 @@
+"""The ``exifkit`` command. Each subcommand is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import available_profiles, data_store, load_profile
+
+EPILOG = """examples:
+  exifkit data verify demo                        check the embedded demo data
+  exifkit data fetch extended --mirror DIR        make the extended set available (mirror first)
+  exifkit exif show photo.jpg                     the 14 pretext targets of one photo
+  exifkit exif card demo --out results/demo       the EXIF card of a profile's camera photos
+  exifkit reproduce --profile demo                run the notebooks into results/demo/
+"""
+
+
+def _store(args):
+    profile = load_profile(args.name)
+    return data_store(profile, mirrors=args.mirror, cache_dir=args.cache)
+
+
+def cmd_data_list(args) -> int:
+    for name in available_profiles():
+        p = load_profile(name)
+        print(f"{name:9s} {p.manifest:13s} {p.description}")
+    return 0
+
+
+def cmd_data_verify(args) -> int:
+    report = _store(args).verify(progress=not args.quiet)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_data_fetch(args) -> int:
+    report = _store(args).fetch(progress=not args.quiet)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _camera_records(args):
+    from .exif.read import read_many
+
+    if args.target in available_profiles():
+        store = data_store(load_profile(args.target), mirrors=args.mirror)
+        entries = [e for e in store.manifest if e.kind == "camera"]
+        return args.target, read_many(store.path(e) for e in entries)
+    paths = sorted(p for p in Path(args.target).rglob("*") if p.is_file())
+    return Path(args.target).name, read_many(paths)
+
+
+def cmd_exif_card(args) -> int:
+    from .exif.schema import LabelConfig, build_labels, exif_card, write_card
+
+    name, records = _camera_records(args)
+    config = LabelConfig()
+    if args.target in available_profiles():
+        config.max_classes.update(load_profile(args.target).exif_max_classes)
+    card = exif_card(build_labels(records, config), name, records)
+    out = Path(args.out) if args.out else Path("results") / name
+    for path in write_card(card, out):
+        print(path)
+    return 0
+
+
+def cmd_exif_show(args) -> int:
+    from .exif.read import read_exif
+    from .exif.schema import TAGS
+
+    status = 0
+    for path in args.files:
+        record = read_exif(path)
+        if not record.values:
+            print(f"{path}: no EXIF ({record.error or 'no EXIF block'})", file=sys.stderr)
+            status = 1
+            continue
+        values = {t.name: t.value(record) for t in TAGS}
+        print(json.dumps({"file": str(path), "reader": record.reader, **values}, indent=2, default=str))
+    return status
+
+
+def cmd_reproduce(args) -> int:
+    from .runner import NotebookFailed, run_notebooks
+
+    profile = load_profile(args.profile)
+    try:
+        result = run_notebooks(profile, names=args.notebooks or (), output_dir=args.output)
+    except NotebookFailed as exc:
+        print(f"exifkit reproduce: {exc}", file=sys.stderr)
+        return 1
+    print(f"provenance: {result.provenance}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exifkit", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Reproduce SDAIE (self-supervised AI-generated image detection from camera metadata): "
+                    "data, EXIF labels and the paper's notebooks.")
+    parser.add_argument("--version", action="version", version=f"exifkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="list, fetch and verify datasets")
+    dsub = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dsub.add_parser("list", help="the profiles and their manifests").set_defaults(func=cmd_data_list)
+    for action, func, text in (("fetch", cmd_data_fetch, "make every file available, checking sha256"),
+                               ("verify", cmd_data_verify, "name every missing or corrupt file")):
+        p = dsub.add_parser(action, help=text, description=text)
+        p.add_argument("name", choices=available_profiles(), help="dataset (profile) name")
+        p.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR",
+                       help="local folder laid out like the manifest, tried before downloading (repeatable)")
+        p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                       help="download cache (default: $EXIFKIT_CACHE or ~/.cache/exifkit)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=func)
+
+    exif = sub.add_parser("exif", help="read EXIF targets and build EXIF cards")
+    esub = exif.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = esub.add_parser("show", help="print the 14 pretext targets of image files")
+    show.add_argument("files", nargs="+", type=Path)
+    show.set_defaults(func=cmd_exif_show)
+    card = esub.add_parser("card", help="write the EXIF card (JSON + Markdown) of a profile or a folder")
+    card.add_argument("target", help="profile name (its camera photos) or a folder of images")
+    card.add_argument("--out", type=Path, default=None, help="output folder (default results/<name>)")
+    card.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
+    card.set_defaults(func=cmd_exif_card)
+
+    rep = sub.add_parser("reproduce", help="run the numbered notebooks with papermill into results/<profile>/")
+    rep.add_argument("--profile", default="demo", choices=available_profiles())
+    rep.add_argument("--notebooks", nargs="*", metavar="NN", help="only these notebooks (e.g. 00 01)")
+    rep.add_argument("--output", type=Path, default=None, help="output folder (default results/<profile>)")
+    rep.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"exifkit: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

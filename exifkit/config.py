@@ -1,0 +1,87 @@
+"""Typed configuration. Profiles (demo, extended, paper) are TOML data files, not code branches."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT_ENV = "EXIFKIT_ROOT"
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The kit's checkout: ``$EXIFKIT_ROOT``, else the nearest folder up from ``start`` (or the cwd,
+    then this package) that holds ``data_manifests/``."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    for base in (start or Path.cwd(), Path(__file__).resolve().parent):
+        for d in (base.resolve(), *base.resolve().parents):
+            if (d / "data_manifests").is_dir():
+                return d
+    raise FileNotFoundError(
+        f"cannot find the exifkit checkout (a folder with data_manifests/); set {ROOT_ENV}"
+    )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one reproduction uses: which manifest, where its files may live, and the seed."""
+
+    name: str
+    description: str
+    manifest: str
+    embedded_root: str = ""
+    mirrors: tuple[str, ...] = ()
+    seed: int = 0
+    notebooks: tuple[str, ...] = ()
+    exif_max_classes: dict[str, int] = field(default_factory=dict)
+    root: Path = field(default_factory=Path.cwd)
+
+    def manifest_path(self) -> Path:
+        return self.root / "data_manifests" / self.manifest
+
+    def embedded_path(self) -> Path | None:
+        return self.root / self.embedded_root if self.embedded_root else None
+
+    def mirror_paths(self) -> list[Path]:
+        return [(self.root / m).resolve() for m in self.mirrors]
+
+    def results_dir(self) -> Path:
+        return self.root / "results" / self.name
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
+    """Load ``exifkit/profiles/<name>.toml`` or any TOML file with the same keys."""
+    path = Path(name_or_file)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_file}.toml"
+        if not path.is_file():
+            raise ValueError(f"unknown profile {name_or_file!r}; available: {', '.join(available_profiles())}")
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    unknown = set(raw) - {"name", "description", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif"}
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
+    return Profile(
+        name=raw["name"], description=raw.get("description", ""), manifest=raw["manifest"],
+        embedded_root=raw.get("embedded_root", ""), mirrors=tuple(raw.get("mirrors", ())),
+        seed=int(raw.get("seed", 0)), notebooks=tuple(raw.get("notebooks", ())),
+        exif_max_classes=dict(raw.get("exif", {}).get("max_classes", {})),
+        root=root or find_root(),
+    )
+
+
+def data_store(profile: Profile, mirrors=(), cache_dir: Path | None = None):
+    """The :class:`~exifkit.data.manifest.DataStore` of a profile, extra mirrors tried first."""
+    from .data.manifest import DataStore, read_manifest
+
+    manifest = read_manifest(profile.manifest_path(), name=profile.name)
+    return DataStore(manifest, embedded_root=profile.embedded_path(),
+                     mirrors=[*map(Path, mirrors), *profile.mirror_paths()], cache_dir=cache_dir)

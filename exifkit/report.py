@@ -1,0 +1,147 @@
+"""Tables and figures shared by the notebooks and the CLI. Each figure function returns a Figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .data.images import ImageLoadError, load_rgb
+from .exif.schema import RANKED, TAGS, ExifLabels, Vocabulary
+
+
+def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
+    out = Path(out_dir) / f"{name}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi, bbox_inches="tight")
+    return out
+
+
+def save_table(frame: pd.DataFrame, out_dir: str | Path, name: str) -> list[Path]:
+    """CSV for machines, Markdown for people."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    frame.to_csv(csv_path, index=False)
+    md_path.write_text(frame.to_markdown(index=False) + "\n")
+    return [csv_path, md_path]
+
+
+def counts_table(frame: pd.DataFrame, by=("source", "label", "generator", "license")) -> pd.DataFrame:
+    """Number of files and MiB per group of a manifest frame."""
+    cols = list(by)
+    grouped = frame.fillna({c: "" for c in cols}).groupby(cols, dropna=False)
+    table = grouped.agg(files=("path", "size"), mib=("bytes", "sum")).reset_index()
+    table["mib"] = (table["mib"] / 2**20).round(2)
+    return table.sort_values(["label", "files"], ascending=[False, False]).reset_index(drop=True)
+
+
+def sample_per_group(frame: pd.DataFrame, by: str, k: int, seed: int) -> pd.DataFrame:
+    """Up to ``k`` random rows per group, groups in sorted order."""
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    return shuffled.groupby(by, sort=True).head(k).sort_values(by, kind="stable").reset_index(drop=True)
+
+
+def contact_sheet(paths, titles, ncols: int = 8, thumb: int = 128):
+    """Thumbnails in a grid; a file that fails to load shows its error instead of vanishing."""
+    n = len(paths)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.8, nrows * 2.0), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path, title in zip(axes.flat, paths, titles):
+        try:
+            img = load_rgb(path)
+            h, w = img.shape[:2]
+            step = max(1, max(h, w) // thumb)
+            ax.imshow(img[::step, ::step])
+            ax.set_title(f"{title}\n{w}x{h}", fontsize=7)
+        except ImageLoadError as exc:
+            ax.text(0.5, 0.5, f"{title}\n{exc.cause}", ha="center", va="center", fontsize=6, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def coverage_frame(labels: ExifLabels, groups) -> pd.DataFrame:
+    """Share of images with each tag present, per group (for example per make)."""
+    present = pd.DataFrame({t.name: [v[t.name] is not None for v in labels.values] for t in TAGS})
+    present["group"] = list(groups)
+    return present.groupby("group").mean().T
+
+
+def coverage_heatmap(coverage: pd.DataFrame, title: str = "Share of photos carrying each tag"):
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * coverage.shape[1] + 3), 5.5))
+    sns.heatmap(coverage, vmin=0, vmax=1, cmap="viridis", annot=coverage.shape[1] <= 16, fmt=".2f",
+                cbar_kws={"label": "coverage"}, ax=ax)
+    ax.set_title(title)
+    ax.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+def categorical_distributions(labels: ExifLabels):
+    """One bar chart per categorical tag, in the vocabulary's classes plus a 'missing' bar."""
+    names = labels.categorical_names
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    for ax, (j, name) in zip(axes.flat, enumerate(names)):
+        vocab: Vocabulary = labels.vocabularies[name]
+        idx = labels.categorical[:, j]
+        counts = [int((idx == i).sum()) for i in range(len(vocab.classes))] + [int((idx < 0).sum())]
+        cls = [c if len(c) < 24 else c[:22] + "..." for c in vocab.classes] + ["(missing)"]
+        sns.barplot(x=counts, y=cls, ax=ax, color="C0", orient="h")
+        ax.set_title(name)
+        ax.set_xlabel("photos")
+    axes.flat[-1].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def ranked_distributions(labels: ExifLabels):
+    """Histogram of each ranked tag on a log axis (exposure times and ISO span decades)."""
+    names = labels.ranked_names
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    for ax, (j, name) in zip(axes.flat, enumerate(names)):
+        vals = labels.ranked[:, j]
+        vals = vals[np.isfinite(vals)]
+        if len(vals):
+            sns.histplot(vals, bins=30, log_scale=True, ax=ax)
+        ax.set_title(f"{name} (n={len(vals)})")
+    axes.flat[-1].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def top_counts(values, top: int, title: str, xlabel: str = "photos"):
+    counts = pd.Series([v for v in values if v]).value_counts().head(top)
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(counts) + 1.5))
+    sns.barplot(x=counts.values, y=counts.index, ax=ax, color="C2", orient="h")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    return fig
+
+
+def pair_balance_frame(card: dict) -> pd.DataFrame:
+    rows = [{"tag": t["name"], "coverage": t["coverage"],
+             "informative pairs": t["informative_pair_share"],
+             "tie share (both present)": t["pair_labels"]["tie_share"],
+             "label 1 share (ties = 1)": t["pair_labels"]["label1_share"]}
+            for t in card["tags"] if t["kind"] == RANKED]
+    return pd.DataFrame(rows)
+
+
+def pair_balance_plot(balance: pd.DataFrame):
+    melted = balance.melt(id_vars="tag", value_vars=["informative pairs", "label 1 share (ties = 1)"])
+    fig, ax = plt.subplots(figsize=(9, 4))
+    sns.barplot(data=melted, x="tag", y="value", hue="variable", ax=ax)
+    ax.axhline(0.5, ls="--", c="grey", lw=1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of pairs")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
