@@ -90,7 +90,7 @@ def _failure_message(nb_name: str, exc: Exception, executed: Path) -> str:
         pass
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = getattr(exc, "evalue", str(exc))
-    return f"{nb_name} failed at {where}: {ename}: {evalue}. Executed copy: {executed}"
+    return f"{nb_name} failed at {where}: {ename}: {str(evalue).rstrip('.')}. Executed copy: {executed}"
 
 
 def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
@@ -109,6 +109,7 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
     failure = None
     for src in sources:
         nb = jupytext.read(src)
+        nb.metadata.setdefault("kernelspec", {"name": kernel, "display_name": "Python 3", "language": "python"})
         staged = out / ".staged" / f"{src.stem}.ipynb"
         staged.parent.mkdir(parents=True, exist_ok=True)
         jupytext.write(nb, staged)

@@ -109,6 +109,8 @@ def _normalise(value, tag_type: int | None):
             return tuple(_rational(*v) for v in value)
     if isinstance(value, tuple) and len(value) == 1:
         value = value[0]
+    if isinstance(value, tuple):
+        return tuple(_normalise(v, None) for v in value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value if not isinstance(value, float) or math.isfinite(value) else None
     if hasattr(value, "numerator") and hasattr(value, "denominator"):  # Pillow's IFDRational
@@ -131,10 +133,11 @@ class ExifRecord:
         return self.values.get(name, default)
 
 
-def _piexif_values(path: Path) -> dict[str, object]:
+def _piexif_values(path: Path) -> tuple[dict[str, object], set[str]]:
+    """Values by tag name, and the names declared ASCII (whose piexif values may be truncated)."""
     data = piexif.load(str(path))
     out: dict[str, object] = {}
-    ascii_names = []
+    ascii_names = set()
     for ifd in _IFDS:
         for tag, raw in (data.get(ifd) or {}).items():
             info = piexif.TAGS[ifd].get(tag)
@@ -142,18 +145,8 @@ def _piexif_values(path: Path) -> dict[str, object]:
                 continue
             out.setdefault(info["name"], _normalise(raw, info["type"]))
             if info["type"] in ASCII_TYPES:
-                ascii_names.append(info["name"])
-    if ascii_names:
-        # piexif drops the last byte of every ASCII value, assuming a NUL terminator; writers that
-        # omit the NUL ("HTC" stored as 3 bytes) come out truncated ("HT"). Pillow keeps the bytes.
-        try:
-            pillow = _pillow_values(path)
-        except Exception:
-            pillow = {}
-        for name in ascii_names:
-            if isinstance(pillow.get(name), str):
-                out[name] = pillow[name]
-    return out
+                ascii_names.add(info["name"])
+    return out, ascii_names
 
 
 def _pillow_values(path: Path) -> dict[str, object]:
@@ -174,19 +167,31 @@ def _pillow_values(path: Path) -> dict[str, object]:
 
 
 def read_exif(path: str | Path) -> ExifRecord:
-    """Read every 0th/Exif IFD tag by its EXIF name; a file without EXIF gives an empty record."""
+    """Read every 0th/Exif IFD tag by its EXIF name; a file without EXIF gives an empty record.
+
+    piexif decides the values it can read. Pillow fills two gaps: tags a writer put in the wrong IFD
+    (ExposureMode in IFD0, Make in the Exif IFD), which piexif drops, and ASCII values, whose last
+    byte piexif discards on the assumption that it is a NUL ("HTC" written without one becomes "HT").
+    """
     path = Path(path)
     record = ExifRecord(path)
     errors = []
-    for name, reader in (("piexif", _piexif_values), ("pillow", _pillow_values)):
-        try:
-            values = reader(path)
-        except Exception as exc:  # each reader has its own zoo of exceptions on odd files
-            errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            continue
-        if values:
-            record.values, record.reader = values, name
-            break
+    try:
+        primary, ascii_names = _piexif_values(path)
+    except Exception as exc:  # each reader has its own zoo of exceptions on odd files
+        primary, ascii_names = {}, set()
+        errors.append(f"piexif: {type(exc).__name__}: {exc}")
+    try:
+        secondary = _pillow_values(path)
+    except Exception as exc:
+        secondary = {}
+        errors.append(f"pillow: {type(exc).__name__}: {exc}")
+    values = dict(primary)
+    for name, value in secondary.items():
+        if name not in values or values[name] is None or (name in ascii_names and isinstance(value, str)):
+            values[name] = value
+    record.values = values
+    record.reader = "piexif" if primary else "pillow" if secondary else "none"
     record.error = "; ".join(errors)
     return record
 

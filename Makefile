@@ -1,0 +1,40 @@
+# The two commands of the README, plus a few conveniences. Everything runs inside .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= demo
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.exifkit-installed
+
+.PHONY: reproduce test test-fast lab install clean-results sync-notebooks
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Execute the numbered notebooks on $(PROFILE) (default: demo, offline) into results/$(PROFILE)/
+reproduce: $(STAMP)
+	$(BIN)/exifkit reproduce --profile $(PROFILE)
+
+## The whole test suite, slow end-to-end checks included
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+## Without the slow end-to-end checks
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+## JupyterLab on notebooks/ for reading and rerunning by hand
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+## Regenerate the .ipynb halves of the jupytext pairs from the reviewed .py files
+sync-notebooks: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+clean-results:
+	rm -rf results/demo results/extended results/paper

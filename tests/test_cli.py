@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+
+from exifkit.cli import main
+
+
+def test_verify_demo_passes(capsys):
+    assert main(["data", "verify", "demo", "--quiet"]) == 0
+    assert "0 missing, 0 corrupt" in capsys.readouterr().out
+
+
+def test_verify_names_every_missing_file_and_fails(capsys, tmp_path):
+    assert main(["data", "verify", "paper", "--quiet", "--cache", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING    sdaie/checkpoints/backbone/pretrained.pth" in out
+    assert "MISSING    cnndetection/progan_testset.zip" in out
+
+
+def test_paper_files_without_hash_are_reported_unverified(capsys, tmp_path):
+    mirror = tmp_path / "mirror"
+    (mirror / "sdaie" / "checkpoints" / "bc").mkdir(parents=True)
+    (mirror / "sdaie" / "checkpoints" / "bc" / "pretrained.pth").write_bytes(b"weights")
+    main(["data", "verify", "paper", "--quiet", "--cache", str(tmp_path), "--mirror", str(mirror)])
+    out = capsys.readouterr().out
+    assert "1 present without a known hash" in out and "UNVERIFIED sdaie/checkpoints/bc/pretrained.pth" in out
+
+
+def test_exif_show_prints_targets_and_flags_files_without_exif(capsys, demo_camera_paths, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    assert main(["exif", "show", str(demo_camera_paths[0])]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["Make"] and "FocalLength" in shown
+    assert main(["exif", "show", str(tmp_path / "plain.png")]) == 1
+    assert "plain.png: no EXIF" in capsys.readouterr().err
+
+
+def test_exif_card_for_a_folder(tmp_path, demo_camera_paths, capsys):
+    import shutil
+
+    for p in demo_camera_paths[:10]:
+        shutil.copy(p, tmp_path / p.name)
+    assert main(["exif", "card", str(tmp_path), "--out", str(tmp_path / "card")]) == 0
+    card = json.loads((tmp_path / "card" / "exif_card.json").read_text())
+    assert card["images"] == 10 and len(card["tags"]) == 14

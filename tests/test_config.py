@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from exifkit.config import available_profiles, find_root, load_profile
+
+
+def test_every_profile_loads_and_names_an_existing_manifest(root):
+    assert set(available_profiles()) >= {"demo", "extended", "paper"}
+    for name in available_profiles():
+        p = load_profile(name, root=root)
+        assert p.name == name and p.manifest_path().is_file()
+        assert p.results_dir() == root / "results" / name
+
+
+def test_unknown_profile_and_unknown_keys_are_refused(tmp_path, root):
+    with pytest.raises(ValueError, match="unknown profile 'nope'; available: demo"):
+        load_profile("nope", root=root)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nmanifest = "demo.csv"\nseeed = 3\n')
+    with pytest.raises(ValueError, match="unknown key.*seeed"):
+        load_profile(bad, root=root)
+
+
+def test_root_is_found_from_a_subfolder_and_from_the_environment(root, tmp_path, monkeypatch):
+    assert find_root(root / "notebooks") == root
+    monkeypatch.setenv("EXIFKIT_ROOT", str(tmp_path))
+    assert find_root() == tmp_path

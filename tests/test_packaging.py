@@ -1,0 +1,61 @@
+"""The promises of the repository layout: two commands, matching dependency lists, clean notebooks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+
+import nbformat
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~ \[]", spec.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_and_pyproject_list_the_same_packages(root):
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    pip_names = {_name(s) for s in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    conda_names = set()
+    text = (root / "environment.yml").read_text()
+    for line in text[text.index("dependencies:"):].splitlines():
+        m = re.match(r"^\s{2}- ([A-Za-z0-9_.-]+)", line)
+        if m and m.group(1) not in ("python", "pip"):
+            conda_names.add(m.group(1).lower())
+    conda_to_pip = {"pytorch": "torch"}
+    conda_names = {conda_to_pip.get(n, n) for n in conda_names} - {"exiftool"}  # exiftool: system tool
+    assert conda_names == pip_names
+
+
+def test_readme_leads_with_the_two_commands_and_ci_runs_one(root):
+    readme = (root / "README.md").read_text()
+    headings = [m.start() for m in re.finditer(r"^## ", readme, flags=re.M)]
+    assert len(headings) >= 2
+    assert readme.index("make reproduce") < headings[1] and readme.index("make test") < headings[1]
+    assert "make test" in (root / ".ci" / "run").read_text()
+
+
+def test_console_script_help(root):
+    out = subprocess.run([sys.executable, "-m", "exifkit.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for word in ("data", "exif", "reproduce", "examples:"):
+        assert word in out.stdout
+
+
+def test_notebooks_are_paired_in_sync_and_clean(root):
+    import jupytext
+
+    sources = sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert [p.stem[:2] for p in sources] == ["00", "01"][: len(sources)] and sources
+    for src in sources:
+        paired = src.with_suffix(".ipynb")
+        assert paired.is_file(), f"{paired} missing: run `jupytext --sync {src}`"
+        committed = nbformat.read(paired, as_version=4)
+        assert all(not c.get("outputs") and c.get("execution_count") is None
+                   for c in committed.cells if c.cell_type == "code"), f"{paired} carries outputs"
+        from_py = jupytext.read(src)
+        assert [c.source for c in committed.cells] == [c.source for c in from_py.cells], \
+            f"{paired} differs from {src}: run `jupytext --sync {src}`"
+        tags = [c.metadata.get("tags", []) for c in from_py.cells]
+        assert sum("parameters" in t for t in tags) == 1, f"{src} needs one parameters cell"

@@ -1,0 +1,51 @@
+"""The papermill runner: notebooks in order, provenance, and a failure that names notebook and cell."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from exifkit.config import load_profile
+from exifkit.runner import NotebookFailed, run_notebooks
+
+
+@pytest.mark.slow
+def test_demo_notebooks_run_end_to_end(root, tmp_path):
+    out = tmp_path / "results"
+    result = run_notebooks(load_profile("demo", root=root), output_dir=out, progress=False)
+    assert [r.status for r in result.records] == ["ok", "ok"]
+    card = json.loads((out / "exif_card.json").read_text())
+    assert card["dataset"] == "demo" and len(card["tags"]) == 14
+    for fig in ("contact_sheet", "tag_coverage", "categorical_tags", "ranked_tags", "pair_balance"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 10_000
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["profile"] == "demo" and prov["seed"] == 0 and prov["packages"]["torch"] != "not installed"
+    assert set(prov["manifests"]) == {"demo.csv"} and len(prov["manifests"]["demo.csv"]) == 64
+    assert prov["started"] <= prov["finished"]
+
+
+def _fake_checkout(root, tmp_path, body):
+    fake = tmp_path / "checkout"
+    (fake / "notebooks").mkdir(parents=True)
+    shutil.copytree(root / "data_manifests", fake / "data_manifests")
+    header = '# %% tags=["parameters"]\nprofile = "demo"\nresults_dir = "x"\nseed = 0\n\n'
+    (fake / "notebooks" / "00_ok.py").write_text(header + "# %%\nx = 1\n")
+    (fake / "notebooks" / "01_broken.py").write_text(header + "# %%\ny = 2\n\n# %%\n" + body + "\n")
+    (fake / "notebooks" / "02_never.py").write_text(header + "# %%\nz = 3\n")
+    return fake
+
+
+@pytest.mark.slow
+def test_failure_names_notebook_and_cell_and_keeps_earlier_results(root, tmp_path):
+    fake = _fake_checkout(root, tmp_path, "raise ValueError('bad threshold')")
+    profile = load_profile("demo", root=fake)
+    out = tmp_path / "out"
+    with pytest.raises(NotebookFailed) as info:
+        run_notebooks(profile, names=("00", "01", "02"), output_dir=out, progress=False)
+    message = str(info.value)
+    assert "01_broken failed at cell" in message and "ValueError: bad threshold" in message
+    assert (out / "00_ok.ipynb").is_file() and not (out / "02_never.ipynb").exists()
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [n["status"] for n in prov["notebooks"]] == ["ok", "failed"]
