@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from exifkit.cli import main
 
 
@@ -45,3 +47,15 @@ def test_exif_card_for_a_folder(tmp_path, demo_camera_paths, capsys):
     assert main(["exif", "card", str(tmp_path), "--out", str(tmp_path / "card")]) == 0
     card = json.loads((tmp_path / "card" / "exif_card.json").read_text())
     assert card["images"] == 10 and len(card["tags"]) == 14
+
+
+@pytest.mark.slow
+def test_extended_verifies_and_fetches_from_the_shared_mirror(capsys, tmp_path):
+    from tests.conftest import require_shared
+
+    shared = require_shared()
+    assert main(["data", "verify", "extended", "--quiet", "--mirror", str(shared)]) == 0
+    assert main(["data", "fetch", "extended", "--quiet", "--mirror", str(shared), "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1624 verified" in out and "0 missing, 0 corrupt" in out
+    assert not any(tmp_path.rglob("*.*"))  # everything came from the mirror, nothing was downloaded

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -294,13 +293,3 @@ class DataStore:
             os.replace(tmp, target)
         return target
 
-
-def copy_verified(src: Path, dst: Path, sha256: str) -> None:
-    """Copy through a temporary name so an interrupted copy never looks complete."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".part")
-    shutil.copyfile(src, tmp)
-    if sha256 and sha256_file(tmp) != sha256:
-        tmp.unlink()
-        raise ManifestError(f"{src}: sha256 does not match the manifest")
-    os.replace(tmp, dst)

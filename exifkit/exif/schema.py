@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +280,3 @@ def write_card(card: dict, out_dir: str | Path, stem: str = "exif_card") -> tupl
     md.write_text(card_markdown(card))
     return js, md
 
-
-def vocabularies_to_json(vocabs: dict[str, Vocabulary]) -> dict:
-    return {k: asdict(v) for k, v in vocabs.items()}
