@@ -39,7 +39,6 @@ thumbnails_per_group = 3
 # %%
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from exifkit.config import data_store, load_profile
@@ -83,10 +82,11 @@ print(f"{len(frame)} files, {frame['bytes'].sum() / 2**20:.1f} MiB")
 # collected with their cause instead of being skipped silently.
 
 # %%
-paths = [store.path(e) for e in store.manifest if e.kind != "archive" and e.kind != "checkpoint"]
+image_entries = [e for e in store.manifest if e.is_image]
+paths = [store.path(e) for e in image_entries]
 images, failures = load_many(paths)
 display(Markdown(failures.to_markdown()))
-frame = frame[frame["kind"].isin(["archive", "checkpoint"]) == False].copy()  # noqa: E712
+frame = frame[frame["path"].isin({e.path for e in image_entries})].copy()
 frame["height"] = [images[p].shape[0] if p in images else None for p in paths]
 frame["width"] = [images[p].shape[1] if p in images else None for p in paths]
 sizes = frame.groupby(["label", "kind"])[["width", "height"]].describe().round(0)

@@ -56,6 +56,11 @@ class Entry:
         return parts[2] if len(parts) > 2 else ""
 
     @property
+    def is_image(self) -> bool:
+        """False for archives and checkpoints, which the ``paper`` manifest also lists."""
+        return self.kind not in ("archive", "checkpoint")
+
+    @property
     def transformed(self) -> bool:
         """True when the kit's file differs from what ``source_url`` serves."""
         return bool(self.source_sha256) and self.source_sha256 != self.sha256
