@@ -15,6 +15,7 @@ EPILOG = """examples:
   exifkit data fetch extended --mirror DIR        make the extended set available (mirror first)
   exifkit exif show photo.jpg                     the 14 pretext targets of one photo
   exifkit exif card demo --out results/demo       the EXIF card of a profile's camera photos
+  exifkit pretext train --profile demo --resume   (re)start EXIF pretext training
   exifkit reproduce --profile demo                run the notebooks into results/demo/
 """
 
@@ -89,11 +90,45 @@ def cmd_reproduce(args) -> int:
 
     profile = load_profile(args.profile)
     try:
-        result = run_notebooks(profile, names=args.notebooks or (), output_dir=args.output)
+        params = {}
+        for item in args.param:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
+            try:
+                params[key] = json.loads(value)
+            except json.JSONDecodeError:
+                params[key] = value  # a bare string
+        result = run_notebooks(profile, names=args.notebooks or (), output_dir=args.output, parameters=params)
     except NotebookFailed as exc:
         print(f"exifkit reproduce: {exc}", file=sys.stderr)
         return 1
     print(f"provenance: {result.provenance}")
+    return 0
+
+
+def cmd_pretext_train(args) -> int:
+    from .exif.read import read_many
+    from .exif.schema import LabelConfig
+    from .pretext import run_pretext
+
+    profile = load_profile(args.profile)
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_pairs", args.batch_pairs),
+                                   ("device", args.device)) if v is not None}
+    config = profile.pretext_config(**overrides)
+    store = data_store(profile, mirrors=args.mirror)
+    paths = [store.path(e) for e in store.manifest if e.kind == "camera"]
+    labels = LabelConfig()
+    labels.max_classes.update(profile.exif_max_classes)
+    out = args.out or profile.results_dir() / "pretext"
+    result, table, train, heldout = run_pretext(paths, read_many(paths), config, out, labels,
+                                                resume=args.resume, progress=not args.quiet)
+    if table is not None:
+        for report in (train.failures, heldout.failures):
+            if report:
+                print(report.to_markdown(), file=sys.stderr)
+        print(table.to_string(index=False))
+        print(f"checkpoint: {result.checkpoint}  ({result.pairs_per_second:.2f} pairs/s)")
     return 0
 
 
@@ -130,10 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
     card.set_defaults(func=cmd_exif_card)
 
+    pre = sub.add_parser("pretext", help="EXIF pretext training (single process or under torchrun)")
+    psub = pre.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tr = psub.add_parser("train", help="train the extractor on a profile's camera photos, then evaluate it",
+                         description="Runs as one process, or as N with: torchrun --nproc_per_node=N "
+                                     "-m exifkit.cli pretext train ...")
+    tr.add_argument("--profile", default="demo", choices=available_profiles())
+    tr.add_argument("--out", type=Path, default=None, help="run folder (default results/<profile>/pretext)")
+    tr.add_argument("--steps", type=int, default=None, help="total steps (default: the profile's)")
+    tr.add_argument("--batch-pairs", type=int, default=None, help="pairs per process per step")
+    tr.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
+    tr.add_argument("--resume", action="store_true", help="continue from RUN/last.pt exactly")
+    tr.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=cmd_pretext_train)
+
     rep = sub.add_parser("reproduce", help="run the numbered notebooks with papermill into results/<profile>/")
     rep.add_argument("--profile", default="demo", choices=available_profiles())
     rep.add_argument("--notebooks", nargs="*", metavar="NN", help="only these notebooks (e.g. 00 01)")
     rep.add_argument("--output", type=Path, default=None, help="output folder (default results/<profile>)")
+    rep.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a notebook parameter, e.g. --param steps=50 (JSON values)")
     rep.set_defaults(func=cmd_reproduce)
     return parser
 

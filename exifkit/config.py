@@ -38,6 +38,7 @@ class Profile:
     seed: int = 0
     notebooks: tuple[str, ...] = ()
     exif_max_classes: dict[str, int] = field(default_factory=dict)
+    pretext: dict = field(default_factory=dict)  # keyword arguments of exifkit.pretext.PretextConfig
     root: Path = field(default_factory=Path.cwd)
 
     def manifest_path(self) -> Path:
@@ -51,6 +52,12 @@ class Profile:
 
     def results_dir(self) -> Path:
         return self.root / "results" / self.name
+
+    def pretext_config(self, **overrides):
+        """The profile's :class:`~exifkit.pretext.PretextConfig`, with the profile seed unless overridden."""
+        from .pretext import PretextConfig
+
+        return PretextConfig.from_dict({"seed": self.seed, **self.pretext, **overrides})
 
 
 def available_profiles() -> list[str]:
@@ -66,7 +73,7 @@ def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
             raise ValueError(f"unknown profile {name_or_file!r}; available: {', '.join(available_profiles())}")
     with path.open("rb") as fh:
         raw = tomllib.load(fh)
-    unknown = set(raw) - {"name", "description", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif"}
+    unknown = set(raw) - {"name", "description", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif", "pretext"}
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
     return Profile(
@@ -74,6 +81,7 @@ def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
         embedded_root=raw.get("embedded_root", ""), mirrors=tuple(raw.get("mirrors", ())),
         seed=int(raw.get("seed", 0)), notebooks=tuple(raw.get("notebooks", ())),
         exif_max_classes=dict(raw.get("exif", {}).get("max_classes", {})),
+        pretext=dict(raw.get("pretext", {})),
         root=root or find_root(),
     )
 

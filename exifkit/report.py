@@ -145,3 +145,71 @@ def pair_balance_plot(balance: pd.DataFrame):
     return fig
 
 
+
+
+def srm_residual_figure(image: np.ndarray, size: int = 128):
+    """A crop of a photo and one residual per SRM kernel family (green channel), to show what the
+    extractor sees: the scene is gone, edges and noise remain."""
+    import torch
+
+    from .model.srm import srm_kernels
+
+    h, w = image.shape[:2]
+    crop = image[(h - min(h, size)) // 2:, (w - min(w, size)) // 2:][:size, :size]
+    kernels = srm_kernels()
+    families = {"1st order": 0, "2nd order": 8, "3rd order": 12, "EDGE3x3": 20, "EDGE5x5": 24,
+                "SQUARE3x3": 28, "SQUARE5x5": 29}
+    green = torch.tensor(crop[..., 1], dtype=torch.float32)[None, None] / 255.0
+    weight = torch.tensor(kernels[list(families.values())], dtype=torch.float32)[:, None]
+    residuals = torch.nn.functional.conv2d(green, weight, padding=2)[0].numpy()
+    fig, axes = plt.subplots(2, 4, figsize=(13, 6.5))
+    axes.flat[0].imshow(crop)
+    axes.flat[0].set_title("photo (centre crop)")
+    for ax, (name, _), res in zip(axes.flat[1:], families.items(), residuals):
+        lim = np.percentile(np.abs(res), 99) or 1.0
+        ax.imshow(res, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(name)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def scrambled_patches_figure(image: np.ndarray, corners: np.ndarray, patches: np.ndarray):
+    """Where the random training crops were cut, and the set the network receives."""
+    from matplotlib.patches import Rectangle
+
+    size = patches.shape[1]
+    fig = plt.figure(figsize=(13, 5.5))
+    left = fig.add_subplot(1, 2, 1)
+    left.imshow(image)
+    for (y, x) in corners:
+        left.add_patch(Rectangle((x, y), size, size, fill=False, lw=1.2, ec="yellow"))
+    left.set_title(f"{len(corners)} random {size}x{size} crops")
+    left.axis("off")
+    cols = int(np.ceil(np.sqrt(len(patches))))
+    grid = np.ones((cols * (size + 2), cols * (size + 2), 3), dtype=np.uint8) * 255
+    for k, p in enumerate(patches):
+        r, c = divmod(k, cols)
+        grid[r * (size + 2):r * (size + 2) + size, c * (size + 2):c * (size + 2) + size] = p
+    right = fig.add_subplot(1, 2, 2)
+    right.imshow(grid)
+    right.set_title("the patch set, in sampling order")
+    right.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def training_curve(metrics: pd.DataFrame, tags=()):
+    """Total loss and selected per-tag losses against the step."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    axes[0].plot(metrics["step"], metrics["loss"])
+    axes[0].set_title("total pretext loss (sum over 14 tags)")
+    axes[0].set_xlabel("step")
+    for t in tags:
+        axes[1].plot(metrics["step"], metrics[f"loss_{t}"], label=t)
+    axes[1].set_title("per-tag loss")
+    axes[1].set_xlabel("step")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -38,6 +38,7 @@ class RunRecord:
 @dataclass
 class RunResult:
     profile: str
+    parameters: dict = field(default_factory=dict)
     records: list[RunRecord] = field(default_factory=list)
     provenance: Path | None = None
 
@@ -94,7 +95,7 @@ def _failure_message(nb_name: str, exc: Exception, executed: Path) -> str:
 
 
 def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
-                  kernel: str = "python3", progress: bool = True) -> RunResult:
+                  kernel: str = "python3", progress: bool = True, parameters: dict | None = None) -> RunResult:
     """Run notebooks into ``results/<profile>/``; stop at the first failing cell and say where."""
     import jupytext
     import papermill as pm
@@ -105,7 +106,8 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
     sources = notebook_sources(root, names or profile.notebooks)
     result = RunResult(profile.name)
     started = datetime.now(timezone.utc)
-    params = {"profile": profile.name, "results_dir": str(out), "seed": profile.seed}
+    params = {"profile": profile.name, "results_dir": str(out), "seed": profile.seed, **(parameters or {})}
+    result.parameters = params
     failure = None
     for src in sources:
         nb = jupytext.read(src)
@@ -143,6 +145,7 @@ def write_provenance(profile: Profile, result: RunResult, out: Path, started: da
     record = {
         "profile": profile.name,
         "seed": profile.seed,
+        "parameters": result.parameters,
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(profile.root),

@@ -47,7 +47,7 @@ def test_notebooks_are_paired_in_sync_and_clean(root):
     import jupytext
 
     sources = sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))
-    assert [p.stem[:2] for p in sources] == ["00", "01"][: len(sources)] and sources
+    assert sources and [p.stem[:2] for p in sources] == [f"{i:02d}" for i in range(len(sources))]
     for src in sources:
         paired = src.with_suffix(".ipynb")
         assert paired.is_file(), f"{paired} missing: run `jupytext --sync {src}`"

@@ -1,0 +1,153 @@
+"""The SDAIE feature extractor: residuals of scrambled patches -> CNN -> covariance -> Transformer.
+
+Input is a batch of patch sets (B, N, 3, P, P), already normalised (see :mod:`exifkit.patches`).
+Each patch is encoded on its own; only the Transformer lets the N patches of an image talk to each
+other. It has no positional embedding, so the patches form a set, which is what "scrambled" means.
+The image feature is the Transformer's output at the first token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .covariance import covariance_pool
+from .srm import SRMFilterBank
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """Defaults are the paper's network; smaller values make CPU experiments possible."""
+
+    patch_size: int = 64
+    width: int = 32
+    convs_per_stage: tuple[int, ...] = (4, 2, 2, 2)  # a 3x3 average pool (stride 2) after every stage but the last
+    stem_clip: float = 5.0
+    sqrt_iterations: int = 5
+    transformer_depth: int = 2
+    heads: int = 4
+    head_dim: int = 16
+    mlp_dim: int = 128
+
+    @property
+    def feature_dim(self) -> int:
+        return self.width * (self.width + 1) // 2
+
+    def stage_sizes(self) -> list[int]:
+        return [self.patch_size // 2 ** i for i in range(len(self.convs_per_stage))]
+
+
+@dataclass
+class ExtractorOutput:
+    feature: torch.Tensor  # (B, D): the image feature
+    stages: list[torch.Tensor] = field(default_factory=list)  # per-stage maps, (B*N, width, s, s)
+    patch_vectors: torch.Tensor | None = None  # (B, N, D): covariance vectors before the Transformer
+
+
+class ConvNormAct(nn.Module):
+    """3x3 conv, LayerNorm over the whole (C, H, W) map, activation."""
+
+    def __init__(self, cin: int, cout: int, size: int, act: nn.Module):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm = nn.LayerNorm([cout, size, size])
+        self.act = act
+
+    def forward(self, x):
+        return self.act(self.norm(self.conv(x)))
+
+
+class Stage(nn.Module):
+    def __init__(self, n_convs: int, width: int, size: int, pool: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(ConvNormAct(width, width, size, nn.ReLU()) for _ in range(n_convs))
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1) if pool else nn.Identity()
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.pool(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, head_dim: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        self.qkv = nn.Linear(dim, 3 * heads * head_dim, bias=False)
+        self.out = nn.Linear(heads * head_dim, dim)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attn = torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim ** -0.5, dim=-1)
+        return self.out((attn @ v).transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm attention and MLP, each with a residual connection."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_dim: int):
+        super().__init__()
+        self.attn_norm, self.attn = nn.LayerNorm(dim), SelfAttention(dim, heads, head_dim)
+        self.mlp_norm, self.mlp = nn.LayerNorm(dim), MLP(dim, mlp_dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Extractor(nn.Module):
+    def __init__(self, config: ExtractorConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or ExtractorConfig()
+        sizes = cfg.stage_sizes()
+        if cfg.patch_size % 2 ** (len(sizes) - 1):
+            raise ValueError(f"patch size {cfg.patch_size} is not divisible by 2^{len(sizes) - 1}")
+        self.srm = SRMFilterBank()
+        self.stem = ConvNormAct(3 * self.srm.n_kernels, cfg.width, cfg.patch_size,
+                                nn.Hardtanh(-cfg.stem_clip, cfg.stem_clip))
+        self.stages = nn.ModuleList(
+            Stage(n, cfg.width, size, pool=i < len(sizes) - 1)
+            for i, (n, size) in enumerate(zip(cfg.convs_per_stage, sizes)))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.feature_dim, cfg.heads, cfg.head_dim, cfg.mlp_dim)
+            for _ in range(cfg.transformer_depth))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.feature_dim
+
+    def encode_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(M, 3, P, P) -> per-patch covariance vectors (M, D) and the stage maps."""
+        x = self.stem(self.srm(patches))
+        stages = []
+        for stage in self.stages:
+            x = stage(x)
+            stages.append(x)
+        return covariance_pool(x, self.config.sqrt_iterations), stages
+
+    def forward(self, patch_sets: torch.Tensor) -> ExtractorOutput:
+        b, n, c, h, w = patch_sets.shape
+        if h != self.config.patch_size or w != self.config.patch_size:
+            raise ValueError(f"patches are {h}x{w}, the extractor expects {self.config.patch_size}")
+        vectors, stages = self.encode_patches(patch_sets.reshape(b * n, c, h, w))
+        tokens = vectors.reshape(b, n, -1)
+        x = tokens
+        for block in self.blocks:
+            x = block(x)
+        return ExtractorOutput(feature=x[:, 0], stages=stages, patch_vectors=tokens)
+
+
+def count_trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

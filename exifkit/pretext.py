@@ -1,0 +1,381 @@
+"""The EXIF pretext task: pairs of photos, a classification loss per categorical tag and a probit
+ranking loss per ranked tag, and the loop that trains the extractor on them.
+
+Every random choice (which photos are paired, where patches are cut) is a function of the seed and
+the step, so a resumed run sees exactly the batches an uninterrupted one would have seen, and
+``torchrun`` ranks draw disjoint slices of the same global batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.images import FailureReport, load_many
+from .exif.schema import (MISSING_CLASS, ExifLabels, LabelConfig, Vocabulary, build_labels, categorical_tags,
+                          ranked_tags)
+from .model.extractor import Extractor, ExtractorConfig
+from .model.heads import PretextHeads, head_sizes
+from .patches import grid_patches, random_patches, to_tensor
+from .train import (Distributed, MetricsLog, close_distributed, init_distributed, load_checkpoint,
+                    resolve_device, rng_state, save_checkpoint, set_rng_state)
+
+
+@dataclass(frozen=True)
+class PretextConfig:
+    """One pretext run. Defaults follow the authors (16 patches, Adam 1e-4, ties labelled 1)."""
+
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    steps: int = 1000
+    batch_pairs: int = 64  # per process
+    lr: float = 1e-4
+    n_patches: int = 16
+    ties_label: float | None = 1.0  # None: tied pairs are masked out instead
+    tag_weights: dict[str, float] = field(default_factory=dict)  # default weight 1
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    max_side: int = 512  # decoded photos are centre-cropped to this (never resized: that would erase traces)
+    holdout_fraction: float = 0.2
+    eval_max_patches: int = 64
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "PretextConfig":
+        raw = dict(raw)
+        ext_keys = {f.name for f in fields(ExtractorConfig)}
+        ext = {k: raw.pop(k) for k in list(raw) if k in ext_keys}
+        if "convs_per_stage" in ext:
+            ext["convs_per_stage"] = tuple(ext["convs_per_stage"])
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown pretext setting(s): {sorted(unknown)}")
+        return cls(extractor=ExtractorConfig(**ext), **raw)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["extractor"]["convs_per_stage"] = list(d["extractor"]["convs_per_stage"])
+        return d
+
+
+# ---------------------------------------------------------------- data
+
+@dataclass
+class PhotoSet:
+    """Decoded photos held in memory with their EXIF labels."""
+
+    paths: list[str]
+    images: list[np.ndarray]
+    labels: ExifLabels
+    failures: FailureReport = field(default_factory=FailureReport)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def centre_crop(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    th, tw = min(h, max_side), min(w, max_side)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return image[top:top + th, left:left + tw]
+
+
+def load_photos(paths, records, max_side: int, config: LabelConfig | None = None,
+                vocabularies: dict[str, Vocabulary] | None = None) -> PhotoSet:
+    """Decode photos (failures are reported, not dropped silently) and label the ones that decoded."""
+    images, failures = load_many(paths)
+    keep = [i for i, p in enumerate(paths) if p in images]
+    labels = build_labels([records[i] for i in keep], config, vocabularies)
+    return PhotoSet([str(paths[i]) for i in keep], [centre_crop(images[paths[i]], max_side) for i in keep],
+                    labels, failures)
+
+
+def split_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photos split by file: (train, held-out) index arrays, seeded."""
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    n_hold = int(round(n * holdout_fraction))
+    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
+
+
+def pair_batch(n_images: int, step: int, batch: int, seed: int, rank: int = 0, world: int = 1):
+    """This rank's share of the global batch at ``step``: (first, second, crop seeds).
+
+    The first images walk through a seeded permutation per epoch (as a DataLoader over the photos
+    would); each is paired with a photo drawn at random, as in the authors' pair sampler."""
+    positions = step * batch * world + rank * batch + np.arange(batch)
+    first, second, crop_seeds = [], [], []
+    for pos in positions:
+        epoch, k = divmod(int(pos), n_images)
+        first.append(int(np.random.default_rng([seed, epoch, 0]).permutation(n_images)[k]))
+        second.append(int(np.random.default_rng([seed, epoch, k, 1]).integers(n_images)))
+        crop_seeds.append([seed, epoch, k, 2])
+    return first, second, crop_seeds
+
+
+def make_batch(photos: PhotoSet, first, second, crop_seeds, n_patches: int, size: int):
+    """Patch sets of both sides of each pair, and the labels the loss needs."""
+    def patches(idx, side):
+        return np.stack([random_patches(photos.images[i], n_patches, size, np.random.default_rng(s + [side]))
+                         for i, s in zip(idx, crop_seeds)])
+
+    return {
+        "x1": to_tensor(patches(first, 0)), "x2": to_tensor(patches(second, 1)),
+        "cat1": torch.from_numpy(photos.labels.categorical[first]),
+        "rank1": torch.from_numpy(photos.labels.ranked[first]).float(),
+        "rank2": torch.from_numpy(photos.labels.ranked[second]).float(),
+    }
+
+
+# ---------------------------------------------------------------- loss
+
+def ranking_loss(s1: torch.Tensor, s2: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor,
+                 ties_label: float | None = 1.0) -> torch.Tensor:
+    """BCE between P(v1 >= v2) = Phi(s1 - s2) and the observed order; pairs with a missing value
+    (and ties, if ``ties_label`` is None) are masked out. Zero when nothing is left."""
+    target = (v1 > v2).float()
+    mask = ~(torch.isnan(v1) | torch.isnan(v2))
+    ties = v1 == v2
+    if ties_label is None:
+        mask &= ~ties
+    else:
+        target = torch.where(ties, torch.full_like(target, ties_label), target)
+    if not mask.any():
+        return s1.sum() * 0.0
+    d = (s1 - s2)[mask]
+    t = target[mask]
+    # log Phi(d) and log(1 - Phi(d)) = log Phi(-d), computed without underflow
+    return -(t * torch.special.log_ndtr(d) + (1 - t) * torch.special.log_ndtr(-d)).mean()
+
+
+def categorical_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if not (target != MISSING_CLASS).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, ignore_index=MISSING_CLASS)
+
+
+def pretext_loss(out1: list[torch.Tensor], out2: list[torch.Tensor], batch: dict,
+                 ties_label: float | None = 1.0, weights: dict[str, float] | None = None):
+    """Weighted sum over the 14 tags (categorical on the first image only, as the authors do)."""
+    from .exif.schema import TAGS
+
+    weights = weights or {}
+    cat_col = {t.name: i for i, t in enumerate(categorical_tags())}
+    rank_col = {t.name: i for i, t in enumerate(ranked_tags())}
+    per_tag = {}
+    for t, o1, o2 in zip(TAGS, out1, out2):
+        if t.name in cat_col:
+            per_tag[t.name] = categorical_loss(o1, batch["cat1"][:, cat_col[t.name]])
+        else:
+            c = rank_col[t.name]
+            per_tag[t.name] = ranking_loss(o1, o2, batch["rank1"][:, c], batch["rank2"][:, c], ties_label)
+    total = sum(weights.get(name, 1.0) * loss for name, loss in per_tag.items())
+    return total, per_tag
+
+
+# ---------------------------------------------------------------- model
+
+class PretextModel(nn.Module):
+    def __init__(self, extractor_config: ExtractorConfig, sizes):
+        super().__init__()
+        self.extractor = Extractor(extractor_config)
+        self.heads = PretextHeads(self.extractor.feature_dim, sizes)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor):
+        """Both sides of every pair in one pass through the extractor."""
+        b = x1.shape[0]
+        outs = self.heads(self.extractor(torch.cat([x1, x2])).feature)
+        return [o[:b] for o in outs], [o[b:] for o in outs]
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: Path
+    steps: int
+    seconds: float
+    pairs_per_second: float
+
+
+def _vocab_lists(vocabs: dict[str, Vocabulary]) -> dict[str, list[str]]:
+    return {k: list(v.classes) for k, v in vocabs.items()}
+
+
+def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, resume: bool = False,
+                  progress: bool = True) -> TrainResult:
+    """Train (or continue) a pretext run; checkpoints ``out_dir/last.pt`` every ``checkpoint_every`` steps."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    device = resolve_device(config.device)
+    ctx = init_distributed(device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    torch.manual_seed(config.seed)
+    sizes = head_sizes({k: len(v.classes) for k, v in photos.labels.vocabularies.items()})
+    model = PretextModel(config.extractor, sizes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    ckpt_path = out / "last.pt"
+    start = 0
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start = int(state["step"])
+    elif resume and ctx.is_main and progress:
+        print(f"no checkpoint at {ckpt_path}; starting from step 0")
+    net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
+    log = MetricsLog(out / "metrics.csv", ["step", "loss", "pairs_per_s", "seconds"] +
+                     [f"loss_{t}" for t in _tag_names()], resume_step=start if resume else None) \
+        if ctx.is_main else None
+
+    def checkpoint(step: int):
+        if ctx.is_main:
+            save_checkpoint(ckpt_path, {"step": step, "model": model.state_dict(),
+                                        "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                                        "config": config.to_dict(), "head_sizes": list(sizes),
+                                        "vocabularies": _vocab_lists(photos.labels.vocabularies)})
+
+    net.train()
+    t0, window_t, window_pairs = time.perf_counter(), time.perf_counter(), 0
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="pretext",
+               disable=not (progress and ctx.is_main))
+    for step in bar:
+        first, second, seeds = pair_batch(len(photos), step, config.batch_pairs, config.seed, ctx.rank, ctx.world_size)
+        batch = {k: v.to(device) for k, v in make_batch(photos, first, second, seeds, config.n_patches,
+                                                          config.extractor.patch_size).items()}
+        out1, out2 = net(batch["x1"], batch["x2"])
+        loss, per_tag = pretext_loss(out1, out2, batch, config.ties_label, config.tag_weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        window_pairs += config.batch_pairs * ctx.world_size
+        done = step + 1
+        if log is not None and (done % config.log_every == 0 or done == config.steps):
+            now = time.perf_counter()
+            rate = window_pairs / (now - window_t)
+            log.append({"step": done, "loss": loss.item(), "pairs_per_s": round(rate, 3),
+                        "seconds": round(now - t0, 2), **{f"loss_{k}": v.item() for k, v in per_tag.items()}})
+            bar.set_postfix(loss=f"{loss.item():.3f}", pairs_s=f"{rate:.1f}")
+            window_t, window_pairs = now, 0
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            checkpoint(done)
+    seconds = time.perf_counter() - t0
+    if ctx.enabled:
+        _check_replicas(model, ctx)
+        if ctx.is_main:
+            state = load_checkpoint(ckpt_path)
+            save_checkpoint(ckpt_path, {**state, "replicas_checked": ctx.world_size})
+    close_distributed(ctx)
+    trained = config.steps - start
+    return TrainResult(ckpt_path, out / "metrics.csv", config.steps, seconds,
+                       trained * config.batch_pairs * ctx.world_size / seconds if seconds else 0.0)
+
+
+def _check_replicas(model: nn.Module, ctx: Distributed) -> None:
+    """DDP keeps replicas identical by construction; verify it, since a silent divergence would
+    make the saved rank-0 weights unrepresentative."""
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
+    digest = torch.tensor([flat.sum().item(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum().item()])
+    gathered = [torch.zeros_like(digest) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, digest)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"replicas diverged: weight digests {[g.tolist() for g in gathered]}")
+
+
+def _tag_names() -> list[str]:
+    from .exif.schema import TAGS
+
+    return [t.name for t in TAGS]
+
+
+def load_pretext(path: str | Path) -> tuple[PretextModel, PretextConfig, dict[str, Vocabulary]]:
+    """A trained pretext model from one of our checkpoints, in eval mode."""
+    state = load_checkpoint(path)
+    config = PretextConfig.from_dict({**{k: v for k, v in state["config"].items() if k != "extractor"},
+                                      **state["config"]["extractor"]})
+    model = PretextModel(config.extractor, state["head_sizes"])
+    model.load_state_dict(state["model"])
+    vocabs = {k: Vocabulary(k, list(v)) for k, v in state["vocabularies"].items()}
+    return model.eval(), config, vocabs
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def image_outputs(model: PretextModel, photos: PhotoSet, max_patches: int) -> list[np.ndarray]:
+    """Head outputs per held-out photo, from its evaluation grid of patches."""
+    size = model.extractor.config.patch_size
+    rows = []
+    for image in photos.images:
+        x = to_tensor(grid_patches(image, size, max_patches))[None]
+        rows.append([o.squeeze(0).numpy() for o in model.heads(model.extractor(x).feature)])
+    return [np.stack([r[j] for r in rows]) for j in range(len(rows[0]))] if rows else []
+
+
+def evaluate_pretext(model: PretextModel, heldout: PhotoSet, train_labels: ExifLabels,
+                     max_patches: int = 64) -> pd.DataFrame:
+    """Per tag: held-out accuracy (categorical) or pairwise ranking accuracy on informative pairs
+    (ranked), next to the baseline a model without image information would reach."""
+    from .exif.schema import TAGS
+
+    outs = image_outputs(model.eval(), heldout, max_patches)
+    cat_col = {t.name: i for i, t in enumerate(categorical_tags())}
+    rank_col = {t.name: i for i, t in enumerate(ranked_tags())}
+    rows = []
+    for j, t in enumerate(TAGS):
+        if t.name in cat_col:
+            y = heldout.labels.categorical[:, cat_col[t.name]]
+            ok = y != MISSING_CLASS
+            train_y = train_labels.categorical[:, cat_col[t.name]]
+            train_y = train_y[train_y != MISSING_CLASS]
+            majority = np.bincount(train_y).argmax() if len(train_y) else -1
+            pred = outs[j].argmax(axis=1) if outs else np.array([])
+            rows.append({"tag": t.name, "kind": t.kind, "metric": "accuracy", "evaluated": int(ok.sum()),
+                         "score": float((pred[ok] == y[ok]).mean()) if ok.any() else math.nan,
+                         "baseline": float((y[ok] == majority).mean()) if ok.any() else math.nan,
+                         "baseline_kind": "majority class of the training photos"})
+        else:
+            v = heldout.labels.ranked[:, rank_col[t.name]]
+            s = outs[j] if outs else np.array([])
+            i1, i2 = np.triu_indices(len(v), k=1)
+            informative = ~np.isnan(v[i1]) & ~np.isnan(v[i2]) & (v[i1] != v[i2])
+            a, b = i1[informative], i2[informative]
+            correct = np.sign(s[a] - s[b]) == np.sign(v[a] - v[b]) if len(a) else np.array([])
+            rows.append({"tag": t.name, "kind": t.kind, "metric": "pairwise ranking accuracy",
+                         "evaluated": int(len(a)), "score": float(correct.mean()) if len(a) else math.nan,
+                         "baseline": 0.5, "baseline_kind": "chance on informative pairs"})
+    table = pd.DataFrame(rows)
+    table["gain"] = table["score"] - table["baseline"]
+    return table
+
+
+def run_pretext(paths, records, config: PretextConfig, out_dir: str | Path, label_config: LabelConfig | None = None,
+                resume: bool = False, progress: bool = True):
+    """Split, decode, train and evaluate: what the notebook and the CLI both call."""
+    train_idx, hold_idx = split_indices(len(paths), config.holdout_fraction, config.seed)
+    train = load_photos([paths[i] for i in train_idx], [records[i] for i in train_idx], config.max_side, label_config)
+    heldout = load_photos([paths[i] for i in hold_idx], [records[i] for i in hold_idx], config.max_side,
+                          label_config, vocabularies=train.labels.vocabularies)
+    result = train_pretext(config, train, out_dir, resume=resume, progress=progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return result, None, train, heldout  # under torchrun only rank 0 evaluates
+    model, _, _ = load_pretext(result.checkpoint)
+    table = evaluate_pretext(model, heldout, train.labels, config.eval_max_patches)
+    return result, table, train, heldout
+
+
+__all__ = ["PretextConfig", "PhotoSet", "PretextModel", "TrainResult", "evaluate_pretext", "load_photos",
+           "load_pretext", "make_batch", "pair_batch", "pretext_loss", "ranking_loss", "run_pretext",
+           "split_indices", "train_pretext", "Distributed"]
