@@ -76,9 +76,23 @@ def _config(**kw):
                          seed=3, device="cpu", **kw)
 
 
-def test_resumed_run_ends_with_the_same_weights(tmp_path, photos):
+def test_interrupted_then_resumed_run_ends_with_the_same_weights(tmp_path, photos, monkeypatch):
+    import exifkit.pretext as pretext
+
     train_pretext(_config(), photos, tmp_path / "straight", progress=False)
-    train_pretext(replace(_config(), steps=3), photos, tmp_path / "split", progress=False)
+    real_loss, calls = pretext.pretext_loss, []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C during step 5, after the checkpoint at step 3
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(pretext, "pretext_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_pretext(_config(), photos, tmp_path / "split", progress=False)
+    monkeypatch.setattr(pretext, "pretext_loss", real_loss)
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 3
     train_pretext(_config(), photos, tmp_path / "split", resume=True, progress=False)
     a = load_checkpoint(tmp_path / "straight" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "last.pt")
