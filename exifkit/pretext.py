@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.images import FailureReport, load_many
-from .exif.schema import (MISSING_CLASS, ExifLabels, LabelConfig, Vocabulary, build_labels, categorical_tags,
-                          ranked_tags)
+from .exif.schema import (MISSING_CLASS, TAGS, ExifLabels, LabelConfig, Vocabulary, build_labels,
+                          categorical_tags, ranked_tags)
 from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
 from .patches import grid_patches, random_patches, to_tensor
@@ -165,8 +165,6 @@ def categorical_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 def pretext_loss(out1: list[torch.Tensor], out2: list[torch.Tensor], batch: dict,
                  ties_label: float | None = 1.0, weights: dict[str, float] | None = None):
     """Weighted sum over the 14 tags (categorical on the first image only, as the authors do)."""
-    from .exif.schema import TAGS
-
     weights = weights or {}
     cat_col = {t.name: i for i, t in enumerate(categorical_tags())}
     rank_col = {t.name: i for i, t in enumerate(ranked_tags())}
@@ -235,7 +233,7 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
         print(f"no checkpoint at {ckpt_path}; starting from step 0")
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "pairs_per_s", "seconds"] +
-                     [f"loss_{t}" for t in _tag_names()], resume_step=start if resume else None) \
+                     [f"loss_{t.name}" for t in TAGS], resume_step=start if resume else None) \
         if ctx.is_main else None
 
     def checkpoint(step: int):
@@ -294,12 +292,6 @@ def _check_replicas(model: nn.Module, ctx: Distributed) -> None:
         raise RuntimeError(f"replicas diverged: weight digests {[g.tolist() for g in gathered]}")
 
 
-def _tag_names() -> list[str]:
-    from .exif.schema import TAGS
-
-    return [t.name for t in TAGS]
-
-
 def load_pretext(path: str | Path) -> tuple[PretextModel, PretextConfig, dict[str, Vocabulary]]:
     """A trained pretext model from one of our checkpoints, in eval mode."""
     state = load_checkpoint(path)
@@ -328,8 +320,6 @@ def evaluate_pretext(model: PretextModel, heldout: PhotoSet, train_labels: ExifL
                      max_patches: int = 64) -> pd.DataFrame:
     """Per tag: held-out accuracy (categorical) or pairwise ranking accuracy on informative pairs
     (ranked), next to the baseline a model without image information would reach."""
-    from .exif.schema import TAGS
-
     outs = image_outputs(model.eval(), heldout, max_patches)
     cat_col = {t.name: i for i, t in enumerate(categorical_tags())}
     rank_col = {t.name: i for i, t in enumerate(ranked_tags())}
@@ -378,4 +368,4 @@ def run_pretext(paths, records, config: PretextConfig, out_dir: str | Path, labe
 
 __all__ = ["PretextConfig", "PhotoSet", "PretextModel", "TrainResult", "evaluate_pretext", "load_photos",
            "load_pretext", "make_batch", "pair_batch", "pretext_loss", "ranking_loss", "run_pretext",
-           "split_indices", "train_pretext", "Distributed"]
+           "split_indices", "train_pretext"]
