@@ -39,6 +39,9 @@ class Profile:
     notebooks: tuple[str, ...] = ()
     exif_max_classes: dict[str, int] = field(default_factory=dict)
     pretext: dict = field(default_factory=dict)  # keyword arguments of exifkit.pretext.PretextConfig
+    evaluation: dict = field(default_factory=dict)  # seen_generators, eval_max_patches, bootstrap
+    oneclass: dict = field(default_factory=dict)  # keyword arguments of exifkit.oneclass.OneClassConfig
+    binary: dict = field(default_factory=dict)  # keyword arguments of exifkit.binary.BinaryConfig
     root: Path = field(default_factory=Path.cwd)
 
     def manifest_path(self) -> Path:
@@ -59,6 +62,26 @@ class Profile:
 
         return PretextConfig.from_dict({"seed": self.seed, **self.pretext, **overrides})
 
+    def oneclass_config(self, **overrides):
+        from .oneclass import OneClassConfig
+
+        return OneClassConfig(**{**self.oneclass, **overrides})
+
+    def binary_config(self, **overrides):
+        """Same extractor architecture as the pretext run: the frozen copy is that extractor."""
+        from .binary import BinaryConfig
+
+        return BinaryConfig.from_dict({"seed": self.seed, **self.binary, **overrides},
+                                      self.pretext_config().extractor)
+
+    def splits(self, manifest):
+        """Training sets and the test suite of this profile (see :mod:`exifkit.data.suites`)."""
+        from .data.suites import profile_splits
+
+        pre = self.pretext_config()
+        return profile_splits(manifest, self.evaluation.get("seen_generators", ()), pre.holdout_fraction,
+                              pre.seed, name=self.name)
+
 
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
@@ -73,7 +96,8 @@ def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
             raise ValueError(f"unknown profile {name_or_file!r}; available: {', '.join(available_profiles())}")
     with path.open("rb") as fh:
         raw = tomllib.load(fh)
-    unknown = set(raw) - {"name", "description", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif", "pretext"}
+    unknown = set(raw) - {"name", "description", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif", "pretext",
+                           "evaluation", "oneclass", "binary"}
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
     return Profile(
@@ -82,6 +106,9 @@ def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
         seed=int(raw.get("seed", 0)), notebooks=tuple(raw.get("notebooks", ())),
         exif_max_classes=dict(raw.get("exif", {}).get("max_classes", {})),
         pretext=dict(raw.get("pretext", {})),
+        evaluation=dict(raw.get("evaluation", {})),
+        oneclass=dict(raw.get("oneclass", {})),
+        binary=dict(raw.get("binary", {})),
         root=root or find_root(),
     )
 

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.images import FailureReport, load_many
+from .data.suites import split_indices
 from .exif.schema import (MISSING_CLASS, TAGS, ExifLabels, LabelConfig, Vocabulary, build_labels,
                           categorical_tags, ranked_tags)
 from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
 from .patches import grid_patches, random_patches, to_tensor
-from .train import (Distributed, MetricsLog, close_distributed, init_distributed, load_checkpoint,
+from .train import (Distributed, MetricsLog, batch_positions, close_distributed, init_distributed, load_checkpoint,
                     resolve_device, rng_state, save_checkpoint, set_rng_state)
 
 
@@ -99,23 +100,12 @@ def load_photos(paths, records, max_side: int, config: LabelConfig | None = None
                     labels, failures)
 
 
-def split_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Photos split by file: (train, held-out) index arrays, seeded."""
-    order = np.random.default_rng([seed, 7]).permutation(n)
-    n_hold = int(round(n * holdout_fraction))
-    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
-
-
 def pair_batch(n_images: int, step: int, batch: int, seed: int, rank: int = 0, world: int = 1):
-    """This rank's share of the global batch at ``step``: (first, second, crop seeds).
-
-    The first images walk through a seeded permutation per epoch (as a DataLoader over the photos
-    would); each is paired with a photo drawn at random, as in the authors' pair sampler."""
-    positions = step * batch * world + rank * batch + np.arange(batch)
+    """This rank's share of the global batch at ``step``: (first, second, crop seeds). Each first
+    image is paired with a photo drawn at random, as in the authors' pair sampler."""
     first, second, crop_seeds = [], [], []
-    for pos in positions:
-        epoch, k = divmod(int(pos), n_images)
-        first.append(int(np.random.default_rng([seed, epoch, 0]).permutation(n_images)[k]))
+    for epoch, k, item in batch_positions(n_images, step, batch, seed, rank, world):
+        first.append(item)
         second.append(int(np.random.default_rng([seed, epoch, k, 1]).integers(n_images)))
         crop_seeds.append([seed, epoch, k, 2])
     return first, second, crop_seeds

@@ -213,3 +213,73 @@ def training_curve(metrics: pd.DataFrame, tags=()):
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def side_by_side(tables: dict, columns=("acc", "ap")) -> pd.DataFrame:
+    """Per-generator tables of several runs next to each other (e.g. pretext vs random extractor)."""
+    first = next(iter(tables.values()))
+    out = first[["generator", "seen", "reals", "fakes"]].copy()
+    for name, table in tables.items():
+        for c in columns:
+            out[f"{c} ({name})"] = table[c].values
+    return out
+
+
+def score_histograms(suite, fake_scores: dict, threshold: float | None = None, xlabel: str = "score"):
+    """Distribution of the scores of each generator's fakes against the reals they are tested with."""
+    n = len(suite.pairs)
+    cols = 4
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, pair in zip(axes.flat, suite.pairs):
+        reals = [fake_scores[s.key] for s in pair.reals if s.key in fake_scores]
+        fakes = [fake_scores[s.key] for s in pair.fakes if s.key in fake_scores]
+        bins = np.histogram_bin_edges(np.r_[reals, fakes], bins=25)
+        ax.hist(reals, bins=bins, alpha=0.6, label="real", density=True)
+        ax.hist(fakes, bins=bins, alpha=0.6, label="fake", density=True)
+        if threshold is not None:
+            ax.axvline(threshold, c="k", ls="--", lw=1)
+        ax.set_title(pair.generator, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(suite, fake_scores: dict, title: str = ""):
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    for pair in suite.pairs:
+        reals = [fake_scores[s.key] for s in pair.reals if s.key in fake_scores]
+        fakes = [fake_scores[s.key] for s in pair.fakes if s.key in fake_scores]
+        fpr, tpr, _ = roc_curve(np.r_[np.zeros(len(reals)), np.ones(len(fakes))], np.r_[reals, fakes])
+        ax.plot(fpr, tpr, lw=1.2, label=pair.generator, ls="-" if pair.seen_in_training else "--")
+    ax.plot([0, 1], [0, 1], c="grey", lw=0.8)
+    ax.set_xlabel("false positive rate (reals flagged)")
+    ax.set_ylabel("true positive rate (fakes caught)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def binary_training_figure(runs: dict):
+    """Loss and distance to the frozen extractor over training, for several runs (e.g. alpha values)."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for name, m in runs.items():
+        axes[0].plot(m["step"], m["ce"], label=name)
+        axes[1].plot(m["step"], m["acc"], label=name)
+        axes[2].plot(m["step"], m["dist_patch_vectors"], label=f"{name}: patch vectors")
+        axes[2].plot(m["step"], m["dist_stage1"], ls=":", label=f"{name}: stage 1")
+    axes[0].set_title("cross-entropy (training batches)")
+    axes[1].set_title("batch accuracy")
+    axes[2].set_title("mean squared distance to the frozen pretext extractor")
+    axes[2].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

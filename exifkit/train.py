@@ -8,8 +8,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
+
+
+def batch_positions(n_items: int, step: int, batch: int, seed: int, rank: int = 0, world: int = 1):
+    """(epoch, position in epoch, item) for this rank's share of the global batch at ``step``.
+
+    Items are walked through one seeded permutation per epoch, as a shuffling DataLoader would; being a
+    pure function of (seed, step), a resumed run draws exactly the batches an uninterrupted one draws."""
+    out = []
+    for pos in step * batch * world + rank * batch + np.arange(batch):
+        epoch, k = divmod(int(pos), n_items)
+        out.append((epoch, k, int(np.random.default_rng([seed, epoch, 0]).permutation(n_items)[k])))
+    return out
 
 
 def resolve_device(name: str = "auto") -> torch.device:

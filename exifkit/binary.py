@@ -1,0 +1,268 @@
+"""The binary detector: a classifier of the extractor's architecture, regularised towards the frozen
+pretext extractor.
+
+Loss = cross-entropy + alpha * (sum over five stages of the mean squared difference between the
+trainable and the frozen extractor): the four feature-map stages and the per-patch covariance vectors.
+The regulariser keeps the classifier's intermediate representation close to the camera-trace features,
+so it cannot drift to whatever shortcut separates the few training generators.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .data.manifest import DataStore
+from .data.suites import Sample, load_sample
+from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
+from .patches import random_patches, to_tensor
+from .train import (MetricsLog, batch_positions, close_distributed, init_distributed, load_checkpoint,
+                    resolve_device, rng_state, save_checkpoint, set_rng_state)
+
+
+# ---------------------------------------------------------------- augmentation
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The authors' training augmentation, applied in this order."""
+
+    resize_p: float = 0.3
+    resize_range: tuple[int, int] = (64, 128)  # a random *square* side (aspect ratio is not kept)
+    blur_p: float = 0.1
+    blur_sigma: tuple[float, float] = (0.0, 1.0)
+    jpeg_p: float = 0.25
+    jpeg_quality: tuple[int, int] = (90, 99)  # inclusive
+    jpeg_encoders: tuple[str, ...] = ("pillow", "opencv")  # one drawn at random per image
+
+
+def jpeg(image: np.ndarray, quality: int, encoder: str = "pillow") -> np.ndarray:
+    """Encode and decode once; the two encoders differ in chroma handling, which is why both are used."""
+    if encoder == "opencv":
+        import cv2
+
+        ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise RuntimeError("OpenCV could not encode the image")
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="JPEG", quality=int(quality))
+    return np.asarray(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    if sigma <= 0:
+        return image
+    blurred = gaussian_filter(image.astype(np.float32), sigma=(sigma, sigma, 0))
+    return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
+
+
+def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
+    if rng.random() < config.resize_p:
+        side = int(rng.integers(config.resize_range[0], config.resize_range[1] + 1))
+        image = np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
+    if rng.random() < config.blur_p:
+        image = gaussian_blur(image, float(rng.uniform(*config.blur_sigma)))
+    if rng.random() < config.jpeg_p:
+        quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
+        image = jpeg(image, quality, config.jpeg_encoders[int(rng.integers(len(config.jpeg_encoders)))])
+    return image
+
+
+# ---------------------------------------------------------------- model
+
+@dataclass(frozen=True)
+class BinaryConfig:
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    alpha: float = 0.05
+    init: str = "random"  # or "pretext": start the trainable extractor from the pretext weights
+    lr: float = 1e-3
+    steps: int = 1000
+    batch_images: int = 100  # per process
+    n_patches: int = 16
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    eval_max_patches: int = 256
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, raw: dict, extractor: ExtractorConfig) -> "BinaryConfig":
+        raw = dict(raw)
+        aug = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("augment", {}).items()}
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown binary setting(s): {sorted(unknown)}")
+        return cls(extractor=extractor, augment=AugmentConfig(**aug), **raw)
+
+
+def stage_distances(a: ExtractorOutput, b: ExtractorOutput) -> list[torch.Tensor]:
+    """Mean squared difference at each regularised stage: the feature maps, then the patch vectors."""
+    return [F.mse_loss(x, y) for x, y in zip(a.stages + [a.patch_vectors], b.stages + [b.patch_vectors])]
+
+
+class BinaryModel(nn.Module):
+    def __init__(self, config: ExtractorConfig, frozen: Extractor):
+        super().__init__()
+        self.extractor = Extractor(config)
+        self.classifier = nn.Linear(self.extractor.feature_dim, 2)
+        self.frozen = frozen.eval()
+        for p in self.frozen.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.frozen.eval()  # never leaves eval mode
+        return self
+
+    def forward(self, x: torch.Tensor, with_frozen: bool = True):
+        out = self.extractor(x)
+        logits = self.classifier(out.feature)
+        ref = None
+        if with_frozen:
+            with torch.no_grad():
+                ref = self.frozen(x)
+        return logits, out, ref
+
+    def fake_probability(self, x: torch.Tensor) -> torch.Tensor:
+        """P(fake) = 1 - softmax[:, 0], shape (B, 1)."""
+        return 1 - torch.softmax(self.classifier(self.extractor(x).feature), dim=1)[:, :1]
+
+
+def binary_loss(logits, labels, out, ref, alpha: float):
+    ce = F.cross_entropy(logits, labels)
+    dists = stage_distances(out, ref) if ref is not None else []
+    reg = sum(dists) if dists else logits.sum() * 0.0
+    return ce + alpha * reg, ce, reg, dists
+
+
+# ---------------------------------------------------------------- training
+
+@dataclass
+class BinaryTrainResult:
+    checkpoint: Path
+    metrics: Path
+    seconds: float
+    images_per_second: float
+
+
+def load_training_images(samples: list[Sample], store: DataStore):
+    """Decode the training samples once; failures are reported, not dropped silently."""
+    from .data.images import FailureReport, ImageLoadError
+
+    images, labels, failures = [], [], FailureReport()
+    for s in samples:
+        try:
+            images.append(load_sample(s, store))
+            labels.append(s.label)
+        except ImageLoadError as exc:
+            failures.add(exc)
+    return images, np.array(labels, dtype=np.int64), failures
+
+
+def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarray], labels: np.ndarray,
+                 out_dir: str | Path, resume: bool = False, progress: bool = True) -> BinaryTrainResult:
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    device = resolve_device(config.device)
+    ctx = init_distributed(device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    torch.manual_seed(config.seed)
+    model = BinaryModel(config.extractor, frozen)
+    if config.init == "pretext":
+        model.extractor.load_state_dict(frozen.state_dict())
+    elif config.init != "random":
+        raise ValueError(f"init must be 'random' or 'pretext', not {config.init!r}")
+    model.to(device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    ckpt_path, start = out / "last.pt", 0
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start = int(state["step"])
+    net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
+    stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
+    log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,
+                     resume_step=start if resume else None) if ctx.is_main else None
+    need_frozen = config.alpha > 0 or (log is not None)
+    net.train()
+    t0 = window_t = time.perf_counter()
+    window_imgs = 0
+    size = config.extractor.patch_size
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="binary",
+               disable=not (progress and ctx.is_main))
+    for step in bar:
+        pos = batch_positions(len(images), step, config.batch_images, config.seed, ctx.rank, ctx.world_size)
+        sets, ys = [], []
+        for epoch, k, item in pos:
+            rng = np.random.default_rng([config.seed, epoch, k, 3])
+            sets.append(random_patches(augment(images[item], rng, config.augment), config.n_patches, size, rng))
+            ys.append(labels[item])
+        x = to_tensor(np.stack(sets)).to(device)
+        y = torch.as_tensor(np.array(ys), device=device)
+        logits, feats, ref = net(x, with_frozen=need_frozen)
+        loss, ce, reg, dists = binary_loss(logits, y, feats, ref, config.alpha)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        window_imgs += len(ys) * ctx.world_size
+        done = step + 1
+        if log is not None and (done % config.log_every == 0 or done == config.steps):
+            now = time.perf_counter()
+            rate = window_imgs / (now - window_t)
+            acc = (logits.argmax(1) == y).float().mean().item()
+            log.append({"step": done, "loss": loss.item(), "ce": ce.item(), "reg": float(reg), "acc": acc,
+                        "images_per_s": round(rate, 3), "seconds": round(now - t0, 2),
+                        **{k: d.item() for k, d in zip(stages, dists)}})
+            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
+            window_t, window_imgs = now, 0
+        if ctx.is_main and (done % config.checkpoint_every == 0 or done == config.steps):
+            save_checkpoint(ckpt_path, {"step": done, "model": model.state_dict(),
+                                        "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                                        "config": {**asdict(config), "extractor": asdict(config.extractor)}})
+    seconds = time.perf_counter() - t0
+    close_distributed(ctx)
+    trained = (config.steps - start) * config.batch_images * ctx.world_size
+    return BinaryTrainResult(ckpt_path, out / "metrics.csv", seconds, trained / seconds if seconds else 0.0)
+
+
+def load_binary(path: str | Path, config: ExtractorConfig, frozen: Extractor | None = None) -> BinaryModel:
+    """One of our binary checkpoints, in eval mode."""
+    state = load_checkpoint(path)
+    model = BinaryModel(config, frozen or Extractor(config))
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def from_official(official) -> BinaryModel:
+    """The authors' released binary detector (see :func:`exifkit.model.load_official`) as a BinaryModel."""
+    model = BinaryModel(official.extractor.config, official.frozen_extractor)
+    model.extractor.load_state_dict(official.extractor.state_dict())
+    model.classifier.load_state_dict(official.classifier.state_dict())
+    return model.eval()
+
+
+def fake_probabilities(model: BinaryModel, samples: list[Sample], store: DataStore, cache_root: Path,
+                       max_patches: int | None, progress: bool = True):
+    """P(fake) per sample from all its patches (cached by weights and protocol)."""
+    from .features import FeatureCache, extract_features, weights_hash
+
+    size = model.extractor.config.patch_size
+    cache = FeatureCache(cache_root, "binary-" + weights_hash(model), f"pfake grid{size} cap{max_patches} v1")
+    probs, ok, failures = extract_features(model.fake_probability, samples, store, patch_size=size,
+                                           max_patches=max_patches, cache=cache, progress=progress)
+    return {s.key: float(p[0]) for s, p in zip([s for s, o in zip(samples, ok) if o], probs)}, failures

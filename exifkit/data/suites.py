@@ -1,0 +1,191 @@
+"""Training sets and test suites built from a manifest.
+
+A *sample* is a file plus an optional *view*: a crop box or a tile of the file. Two collections
+need one: CNNDetection files carry a coloured border that encodes their label (cropped to
+[56:304, 56:304] before any use) and the Stable Diffusion 1.5 files are 2x2 grids of 512 px tiles.
+
+A *suite* is a named list of (real set, fake set, generator) pairs. Every real used for training
+(one-class fitting or binary training) is disjoint from every real and fake used for testing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .images import load_rgb
+from .manifest import DataStore, Entry
+
+CNNDETECTION_CROP = (56, 56, 304, 304)  # left, top, right, bottom: inside the label-coloured border
+GRID_TILE = 512
+
+
+@dataclass(frozen=True)
+class Sample:
+    entry: Entry
+    label: int  # 0 real, 1 fake
+    group: str  # generator for fakes, real source for reals
+    view: tuple[int, int, int, int] | None = None  # crop box (left, top, right, bottom)
+
+    @property
+    def key(self) -> str:
+        """Identity of the pixels: file hash plus view, used by the feature cache."""
+        return self.entry.sha256 + ("" if self.view is None else "_" + "-".join(map(str, self.view)))
+
+    @property
+    def name(self) -> str:
+        return self.entry.path + ("" if self.view is None else f"[{','.join(map(str, self.view))}]")
+
+
+def load_sample(sample: Sample, store: DataStore) -> np.ndarray:
+    image = load_rgb(store.path(sample.entry))
+    if sample.view is None:
+        return image
+    left, top, right, bottom = sample.view
+    return image[top:bottom, left:right]
+
+
+@dataclass
+class Pair:
+    generator: str
+    reals: list[Sample]
+    fakes: list[Sample]
+    seen_in_training: bool = False
+
+    def formats(self) -> dict[str, dict[str, int]]:
+        def count(samples):
+            return dict(Counter(Path(s.entry.path).suffix.lower().lstrip(".") for s in samples))
+
+        return {"real": count(self.reals), "fake": count(self.fakes)}
+
+
+@dataclass
+class Suite:
+    name: str
+    pairs: list[Pair]
+    real_source: str = ""
+
+    def samples(self) -> list[Sample]:
+        seen, out = set(), []
+        for p in self.pairs:
+            for s in p.reals + p.fakes:
+                if s.key not in seen:
+                    seen.add(s.key)
+                    out.append(s)
+        return out
+
+    def describe(self):
+        import pandas as pd
+
+        return pd.DataFrame([{"generator": p.generator, "seen in binary training": p.seen_in_training,
+                              "reals": len(p.reals), "fakes": len(p.fakes),
+                              "real formats": p.formats()["real"], "fake formats": p.formats()["fake"]}
+                             for p in self.pairs])
+
+
+@dataclass
+class Splits:
+    """Everything the detectors need from one profile's data."""
+
+    oneclass_train: list[Sample]  # reals only
+    binary_train: list[Sample]  # reals and fakes of the seen generators
+    suite: Suite
+    seen_generators: list[str] = field(default_factory=list)
+
+    def check_disjoint(self) -> None:
+        test = {s.entry.sha256 for s in self.suite.samples()}
+        for name, train in (("one-class training", self.oneclass_train), ("binary training", self.binary_train)):
+            clash = [s.name for s in train if s.entry.sha256 in test]
+            if clash:
+                raise ValueError(f"{name} overlaps the test suite: {clash[:5]}")
+
+    def composition(self):
+        import pandas as pd
+
+        rows = []
+        for name, samples in (("one-class training", self.oneclass_train), ("binary training", self.binary_train),
+                              ("test", self.suite.samples())):
+            for (label, group), n in Counter((s.label, s.group) for s in samples).items():
+                rows.append({"set": name, "label": "fake" if label else "real", "source": group, "images": n})
+        return pd.DataFrame(rows).sort_values(["set", "label", "source"]).reset_index(drop=True)
+
+
+def split_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Camera photos split by file into (pretext training, held-out) index arrays, seeded. The held-out
+    photos are the camera reals of the test suite, so the detectors never test on a pretext photo."""
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    n_hold = int(round(n * holdout_fraction))
+    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
+
+
+def camera_entries(manifest) -> list[Entry]:
+    """The camera photos in manifest order: the order every split of them is defined on."""
+    return [e for e in manifest if e.kind == "camera"]
+
+
+def profile_splits(manifest, seen_generators, holdout_fraction: float, seed: int, name: str = "") -> Splits:
+    cameras = camera_entries(manifest)
+    _, hold = split_indices(len(cameras), holdout_fraction, seed)
+    return build_splits(manifest, seen_generators, [cameras[i] for i in hold], name)
+
+
+def _halves(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+    ordered = sorted(entries, key=lambda e: e.path)
+    mid = len(ordered) // 2
+    return ordered[:mid], ordered[mid:]
+
+
+def _family(entry: Entry) -> str:
+    """The folder under ai/ names a generated collection (sentry_* folders hold several generators)."""
+    parts = entry.path.split("/")
+    return parts[1] if parts[0] == "ai" and len(parts) > 2 else entry.generator
+
+
+def build_splits(manifest, seen_generators, camera_test: list[Entry] | None = None,
+                 name: str = "") -> Splits:
+    """Demo and extended suites from one rule set.
+
+    - CNNDetection: per generator, the first half of the reals (sorted by path) trains, the second half
+      of reals and fakes tests; fakes of ``seen_generators`` from the first half train the binary detector.
+    - Other generated collections: one pair each, tested against held-out camera photos (``camera_test``)
+      and, where the manifest has them, the second half of the natural (ImageNet) photos; SD 1.5 grids are
+      split into their four tiles. Natural photos' first half joins the one-class training reals.
+    """
+    entries = [e for e in manifest if e.is_image]
+    cnn = [e for e in entries if e.kind == "cnndetection_testset_web"]
+    pairs, oc_train, bin_train = [], [], []
+    seen = set(seen_generators)
+    for gen in sorted({e.generator for e in cnn}):
+        reals_tr, reals_te = _halves([e for e in cnn if e.generator == gen and e.label == "real"])
+        fakes_tr, fakes_te = _halves([e for e in cnn if e.generator == gen and e.label == "fake"])
+        crop = CNNDETECTION_CROP
+        oc_train += [Sample(e, 0, "cnndetection real", crop) for e in reals_tr]
+        bin_train += [Sample(e, 0, "cnndetection real", crop) for e in reals_tr]
+        if gen in seen:
+            bin_train += [Sample(e, 1, gen, crop) for e in fakes_tr]
+        pairs.append(Pair(gen, [Sample(e, 0, "cnndetection real", crop) for e in reals_te],
+                          [Sample(e, 1, gen, crop) for e in fakes_te], gen in seen))
+    natural_tr, natural_te = _halves([e for e in entries if e.kind == "natural"])
+    oc_train += [Sample(e, 0, "natural (ImageNet)") for e in natural_tr]
+    bin_train += [Sample(e, 0, "natural (ImageNet)") for e in natural_tr]
+    test_reals = [Sample(e, 0, "camera (held out)") for e in camera_test or []]
+    test_reals += [Sample(e, 0, "natural (ImageNet)") for e in natural_te]
+    generated = [e for e in entries if e.kind == "generated"]
+    for family in sorted({_family(e) for e in generated}):
+        fakes = []
+        for e in sorted((e for e in generated if _family(e) == family), key=lambda e: e.path):
+            if "2x2 grid" in e.transform:
+                fakes += [Sample(e, 1, family, (x, y, x + GRID_TILE, y + GRID_TILE))
+                          for y in (0, GRID_TILE) for x in (0, GRID_TILE)]
+            else:
+                fakes.append(Sample(e, 1, family))
+        pairs.append(Pair(family, test_reals, fakes, family in seen))
+    real_source = ("CNNDetection pairs: the second half of each generator's own reals (LSUN/ImageNet/CelebA "
+                   "photos as published with the CNNDetection test set); other generators: held-out camera "
+                   "photos" + (" and the second half of the ImageNet sample" if natural_te else ""))
+    splits = Splits(oc_train, bin_train, Suite(name, pairs, real_source), sorted(seen))
+    splits.check_disjoint()
+    return splits

@@ -1,0 +1,112 @@
+"""Every detection metric of the kit, in one place.
+
+Convention: label 1 = fake, 0 = real; a *score* is larger for "more fake". The authors' one-class table
+uses AP with **real** as the positive class (``ap_real_positive``); it is offered under that name only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+
+def _check(labels, scores):
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be equal 1-d arrays")
+    if not set(np.unique(labels)) <= {0, 1}:
+        raise ValueError("labels must be 0 (real) or 1 (fake)")
+    return labels, scores
+
+
+def accuracy(labels, scores, threshold: float) -> float:
+    """Share classified correctly when score > threshold means fake."""
+    labels, scores = _check(labels, scores)
+    return float(((scores > threshold).astype(int) == labels).mean())
+
+
+def class_accuracy(labels, scores, threshold: float, cls: int) -> float:
+    labels, scores = _check(labels, scores)
+    mask = labels == cls
+    return float(((scores[mask] > threshold).astype(int) == cls).mean()) if mask.any() else float("nan")
+
+
+def ap_fake_positive(labels, scores) -> float:
+    labels, scores = _check(labels, scores)
+    return float(average_precision_score(labels, scores))
+
+
+def ap_real_positive(labels, scores) -> float:
+    """AP with real as the positive class, ranking by *realness* (the authors' one-class "mAP")."""
+    labels, scores = _check(labels, scores)
+    return float(average_precision_score(1 - labels, -scores))
+
+
+def roc_auc(labels, scores) -> float:
+    labels, scores = _check(labels, scores)
+    return float(roc_auc_score(labels, scores))
+
+
+def tpr_at_fpr(labels, scores, fpr: float = 0.05) -> float:
+    """Largest share of fakes caught while at most ``fpr`` of reals are flagged."""
+    labels, scores = _check(labels, scores)
+    f, t, _ = roc_curve(labels, scores)
+    return float(t[f <= fpr].max())
+
+
+@dataclass
+class Summary:
+    values: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+
+
+def summarize(labels, scores, threshold: float, bootstrap: int = 0, seed: int = 0) -> Summary:
+    """All metrics at once, with percentile bootstrap 95 % intervals (resampling reals and fakes separately)."""
+    labels, scores = _check(labels, scores)
+
+    def compute(lab, sc):
+        return {"acc": accuracy(lab, sc, threshold), "real_acc": class_accuracy(lab, sc, threshold, 0),
+                "fake_acc": class_accuracy(lab, sc, threshold, 1), "ap": ap_fake_positive(lab, sc),
+                "ap_real_positive": ap_real_positive(lab, sc), "auc": roc_auc(lab, sc),
+                "tpr@5%fpr": tpr_at_fpr(lab, sc)}
+
+    values = compute(labels, scores)
+    intervals: dict[str, tuple[float, float]] = {}
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        real_idx, fake_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+        draws = []
+        for _ in range(bootstrap):
+            idx = np.concatenate([rng.choice(real_idx, len(real_idx)), rng.choice(fake_idx, len(fake_idx))])
+            draws.append(compute(labels[idx], scores[idx]))
+        for k in values:
+            arr = np.array([d[k] for d in draws])
+            intervals[k] = (float(np.nanpercentile(arr, 2.5)), float(np.nanpercentile(arr, 97.5)))
+    return Summary(values, intervals)
+
+
+def suite_table(suite, fake_scores: dict[str, float], threshold: float, bootstrap: int = 0, seed: int = 0,
+                columns=("acc", "real_acc", "fake_acc", "ap", "auc", "tpr@5%fpr")):
+    """One row per (real, fake, generator) pair of a suite, then their mean (the authors average
+    over subsets). Samples without a score (failed to load) are left out and counted."""
+    import pandas as pd
+
+    rows = []
+    for pair in suite.pairs:
+        reals = [fake_scores[s.key] for s in pair.reals if s.key in fake_scores]
+        fakes = [fake_scores[s.key] for s in pair.fakes if s.key in fake_scores]
+        labels = np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)]
+        summary = summarize(labels, np.r_[reals, fakes], threshold, bootstrap, seed)
+        row = {"generator": pair.generator, "seen": pair.seen_in_training, "reals": len(reals), "fakes": len(fakes)}
+        for c in columns:
+            row[c] = summary.values[c]
+            if c in summary.intervals:
+                lo, hi = summary.intervals[c]
+                row[f"{c} 95% CI"] = f"[{lo:.3f}, {hi:.3f}]"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    mean = {"generator": "mean", "seen": "", "reals": table["reals"].sum(), "fakes": table["fakes"].sum()}
+    mean.update({c: table[c].mean() for c in columns})
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
