@@ -225,7 +225,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
             now = time.perf_counter()
             rate = window_imgs / (now - window_t)
             acc = (logits.argmax(1) == y).float().mean().item()
-            log.append({"step": done, "loss": loss.item(), "ce": ce.item(), "reg": float(reg), "acc": acc,
+            log.append({"step": done, "loss": loss.item(), "ce": ce.item(), "reg": float(reg.detach()), "acc": acc,
                         "images_per_s": round(rate, 3), "seconds": round(now - t0, 2),
                         **{k: d.item() for k, d in zip(stages, dists)}})
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")

@@ -58,6 +58,7 @@ class OneClassDetector:
         return -self.score(features)
 
     def predict_fake(self, features: np.ndarray) -> np.ndarray:
+        """The authors' rule: real only if the log-likelihood exceeds the threshold."""
         return self.score(features) <= self.threshold
 
     def save(self, path: str | Path) -> Path:

@@ -23,7 +23,7 @@ def test_environment_yml_and_pyproject_list_the_same_packages(root):
         m = re.match(r"^\s{2}- ([A-Za-z0-9_.-]+)", line)
         if m and m.group(1) not in ("python", "pip"):
             conda_names.add(m.group(1).lower())
-    conda_to_pip = {"pytorch": "torch"}
+    conda_to_pip = {"pytorch": "torch", "opencv": "opencv-python-headless"}
     conda_names = {conda_to_pip.get(n, n) for n in conda_names} - {"exiftool"}  # exiftool: system tool
     assert conda_names == pip_names
 

@@ -1,0 +1,50 @@
+import pytest
+
+from exifkit.config import load_profile
+
+
+@pytest.fixture(scope="module")
+def splits(demo_store, root):
+    return load_profile("demo", root=root).splits(demo_store.manifest)
+
+
+def test_training_sets_are_disjoint_from_every_test_image(splits):
+    test = {s.entry.sha256 for s in splits.suite.samples()}
+    assert not test & {s.entry.sha256 for s in splits.oneclass_train}
+    assert not test & {s.entry.sha256 for s in splits.binary_train}
+    assert all(s.label == 0 for s in splits.oneclass_train)
+
+
+def test_pretext_photos_never_appear_in_the_test_suite(splits, demo_store, root):
+    from exifkit.data.suites import camera_entries, split_indices
+
+    profile = load_profile("demo", root=root)
+    cams = camera_entries(demo_store.manifest)
+    train_idx, _ = split_indices(len(cams), profile.pretext_config().holdout_fraction, profile.seed)
+    pretext = {cams[i].sha256 for i in train_idx}
+    assert not pretext & {s.entry.sha256 for s in splits.suite.samples()}
+
+
+def test_views_crop_the_label_border_and_split_grids(splits, demo_store):
+    from exifkit.data.suites import load_sample
+
+    cnn = next(p for p in splits.suite.pairs if p.generator == "biggan")
+    assert load_sample(cnn.fakes[0], demo_store).shape == (248, 248, 3)
+    grid = next(p for p in splits.suite.pairs if p.generator == "sd15_artist_grids_webp")
+    assert len(grid.fakes) == 4 * len({s.entry.path for s in grid.fakes})
+    assert {load_sample(s, demo_store).shape for s in grid.fakes[:4]} == {(512, 512, 3)}
+
+
+def test_seen_and_unseen_generators_are_marked(splits):
+    seen = {p.generator for p in splits.suite.pairs if p.seen_in_training}
+    assert seen == set(splits.seen_generators) and len(seen) < len(splits.suite.pairs)
+    trained_fakes = {s.group for s in splits.binary_train if s.label == 1}
+    assert trained_fakes == seen
+
+
+def test_overlap_is_refused(splits):
+    from dataclasses import replace
+
+    bad = replace(splits, oneclass_train=splits.oneclass_train + [splits.suite.pairs[0].reals[0]])
+    with pytest.raises(ValueError, match="one-class training overlaps the test suite"):
+        bad.check_disjoint()

@@ -1,0 +1,68 @@
+import numpy as np
+import torch
+
+from exifkit.features import FeatureCache, extract_features, weights_hash
+from exifkit.model import Extractor, ExtractorConfig
+
+TINY = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
+                       head_dim=4, mlp_dim=8)
+
+
+def _samples(demo_store, n=6):
+    from exifkit.data.suites import Sample
+
+    cams = [e for e in demo_store.manifest if e.kind == "camera"][:n]
+    return [Sample(e, 0, "camera") for e in cams]
+
+
+def test_cache_is_reused_and_invalidated_by_new_weights(tmp_path, demo_store):
+    samples = _samples(demo_store)
+    torch.manual_seed(0)
+    model = Extractor(TINY).eval()
+    calls = []
+
+    def fn(x):
+        calls.append(x.shape[0])
+        return model(x).feature
+
+    cache = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
+    first, ok, failures = extract_features(fn, samples, demo_store, patch_size=16, max_patches=8, cache=cache,
+                                           progress=False)
+    assert ok.all() and not failures and first.shape == (6, TINY.feature_dim) and sum(calls) == 6
+    again = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
+    second, _, _ = extract_features(fn, samples, demo_store, patch_size=16, max_patches=8, cache=again,
+                                    progress=False)
+    assert sum(calls) == 6 and again.hits == 6  # nothing recomputed
+    np.testing.assert_array_equal(first, second)
+    with torch.no_grad():
+        model.stem.conv.bias[0] += 1.0  # new weights (one channel: LayerNorm ignores a shift of all)
+    fresh = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
+    third, _, _ = extract_features(fn, samples, demo_store, patch_size=16, max_patches=8, cache=fresh,
+                                   progress=False)
+    assert fresh.hits == 0 and sum(calls) == 12 and not np.allclose(first, third)
+
+
+def test_batched_features_equal_one_image_at_a_time(demo_store):
+    samples = _samples(demo_store, 4)
+    model = Extractor(TINY).eval()
+    fn = lambda x: model(x).feature  # noqa: E731
+    together, _, _ = extract_features(fn, samples, demo_store, patch_size=16, max_patches=8, progress=False)
+    alone = np.concatenate([extract_features(fn, [s], demo_store, patch_size=16, max_patches=8, progress=False)[0]
+                            for s in samples])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_unreadable_files_are_reported_not_dropped(tmp_path, demo_store):
+    from dataclasses import replace
+
+    from exifkit.data.manifest import DataStore, Manifest
+    from exifkit.data.suites import Sample
+
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    good = _samples(demo_store, 1)[0]
+    broken = Sample(replace(good.entry, path="broken.jpg", sha256="0" * 64), 0, "camera")
+    store = DataStore(Manifest("t", [good.entry]), embedded_root=demo_store.embedded_root, mirrors=[tmp_path])
+    model = Extractor(TINY).eval()
+    feats, ok, failures = extract_features(lambda x: model(x).feature, [good, broken], store, patch_size=16,
+                                           max_patches=4, progress=False)
+    assert ok.tolist() == [True, False] and len(feats) == 1 and "broken.jpg" in failures.to_markdown()

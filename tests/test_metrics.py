@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from exifkit import metrics
+
+LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 0])
+SCORES = np.array([0.1, 0.4, 0.35, 0.8, 0.9, 0.65, 0.5, 0.3, 0.95, 0.2])
+
+
+def test_accuracies_at_a_threshold_by_hand():
+    # predicted fake (> 0.5): 0.8, 0.9, 0.65, 0.95 -> one real wrong, two fakes missed (0.5, 0.3)
+    assert metrics.accuracy(LABELS, SCORES, 0.5) == pytest.approx(0.7)
+    assert metrics.class_accuracy(LABELS, SCORES, 0.5, 0) == pytest.approx(4 / 5)
+    assert metrics.class_accuracy(LABELS, SCORES, 0.5, 1) == pytest.approx(3 / 5)
+
+
+def test_ranking_metrics_against_scikit_learn():
+    assert metrics.ap_fake_positive(LABELS, SCORES) == pytest.approx(average_precision_score(LABELS, SCORES))
+    assert metrics.ap_real_positive(LABELS, SCORES) == pytest.approx(average_precision_score(1 - LABELS, -SCORES))
+    assert metrics.roc_auc(LABELS, SCORES) == pytest.approx(roc_auc_score(LABELS, SCORES)) == pytest.approx(0.8)
+    few_reals, scores = np.array([0, 0, 1, 1, 1, 1, 1, 1]), np.array([0.1, 0.7, 0.2, 0.6, 0.8, 0.9, 0.3, 0.95])
+    assert metrics.ap_fake_positive(few_reals, scores) != pytest.approx(metrics.ap_real_positive(few_reals, scores))
+
+
+def test_tpr_at_fpr():
+    # at 0 % FPR only the fakes above the highest real (0.8) count; allowing that one real (20 %)
+    # admits every fake above the next real (0.4)
+    assert metrics.tpr_at_fpr(LABELS, SCORES, 0.05) == pytest.approx(2 / 5)
+    assert metrics.tpr_at_fpr(LABELS, SCORES, 0.2) == pytest.approx(4 / 5)
+
+
+def test_summary_and_bootstrap_intervals_bracket_the_estimate():
+    s = metrics.summarize(LABELS, SCORES, 0.5, bootstrap=300, seed=1)
+    assert s.values["acc"] == pytest.approx(0.7)
+    for k, (lo, hi) in s.intervals.items():
+        assert lo <= s.values[k] + 1e-9 and s.values[k] <= hi + 1e-9, k
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="must be equal 1-d"):
+        metrics.accuracy([0, 1], [0.2], 0.5)
+    with pytest.raises(ValueError, match="0 \\(real\\) or 1 \\(fake\\)"):
+        metrics.accuracy([0, 2], [0.2, 0.3], 0.5)
