@@ -74,3 +74,21 @@ def test_binary_training_resumes_exactly(tmp_path):
     train_binary(cfg, frozen, images, labels, tmp_path / "b", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_the_authors_binary_checkpoint_scores_through_the_same_model(tmp_path):
+    from exifkit.binary import from_official
+    from exifkit.model import load_official
+    from tests.model.reference_net import reference_forward, synthetic_official_state
+
+    frozen, trained = synthetic_official_state(1), synthetic_official_state(2)
+    blob = {f"module.diffusionextractor_pretrained.{k}": v for k, v in frozen.items()}
+    blob |= {f"module.diffusionextractor_random.{k}": v for k, v in trained.items()}
+    fc_w, fc_b = torch.randn(2, 528), torch.randn(2)
+    blob |= {"module.fc.weight": fc_w, "module.fc.bias": fc_b}
+    torch.save({"state_net": blob}, tmp_path / "bc.pth")
+    model = from_official(load_official(tmp_path / "bc.pth"))
+    x = torch.randn(2, 3, 3, 64, 64)
+    with torch.no_grad():
+        expected = 1 - torch.softmax(reference_forward(trained, x) @ fc_w.T + fc_b, dim=1)[:, :1]
+        torch.testing.assert_close(model.fake_probability(x), expected, atol=1e-4, rtol=1e-4)
