@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.exifkit-installed
 
-.PHONY: reproduce test test-fast lab install clean-results sync-notebooks
+.PHONY: reproduce test test-fast lab install clean-results sync-notebooks paper-eval
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ sync-notebooks: $(STAMP)
 
 clean-results:
 	rm -rf results/demo results/extended results/paper
+
+## Score the authors' released checkpoints on their test sets (no training): needs the paper data in a mirror
+paper-eval: $(STAMP)
+	$(BIN)/exifkit reproduce --profile paper --notebooks 00 05 --param official=true

@@ -17,6 +17,7 @@ EPILOG = """examples:
   exifkit exif card demo --out results/demo       the EXIF card of a profile's camera photos
   exifkit pretext train --profile demo --resume   (re)start EXIF pretext training
   exifkit reproduce --profile demo                run the notebooks into results/demo/
+  exifkit detect ~/photos --json                  score your own images with the demo bundle
 """
 
 
@@ -132,6 +133,37 @@ def cmd_pretext_train(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    import csv
+    from dataclasses import asdict
+
+    from .config import find_root
+    from .detect import BundleError, Detector, expand_paths
+
+    bundle = args.bundle or find_root() / "results" / "demo" / "bundle"
+    try:
+        detector = Detector.from_bundle(bundle)
+    except BundleError as exc:
+        print(f"exifkit detect: {exc}", file=sys.stderr)
+        return 2
+    results, errors = detector.score_paths(expand_paths(args.paths))
+    rows = [asdict(r) for r in results]
+    if args.json:
+        print(json.dumps({"results": rows, "errors": [{"path": str(e.path), "error": str(e)} for e in errors]},
+                         indent=2))
+    elif args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["path"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for r in results:
+            print(f"{r.path}\n  one-class: log-likelihood {r.loglik:10.1f} -> {r.oneclass_verdict:12s}"
+                  f"  binary: P(fake) {r.p_fake:.3f} -> {r.binary_verdict}")
+    for e in errors:
+        print(f"exifkit detect: {e}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exifkit", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -179,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=cmd_pretext_train)
+
+    det = sub.add_parser("detect", help="score image files and folders with both detectors (pixels only)",
+                         description="Scores every image with the one-class GMM (log-likelihood; low = AI-generated) "
+                                     "and the binary detector (P(fake)). EXIF is never read. Exit status 1 if "
+                                     "any file could not be scored.")
+    det.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    det.add_argument("--bundle", type=Path, default=None, help="model bundle (default results/demo/bundle)")
+    fmt = det.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable JSON")
+    fmt.add_argument("--csv", action="store_true", help="CSV on standard output")
+    det.set_defaults(func=cmd_detect)
 
     rep = sub.add_parser("reproduce", help="run the numbered notebooks with papermill into results/<profile>/")
     rep.add_argument("--profile", default="demo", choices=available_profiles())

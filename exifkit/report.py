@@ -21,13 +21,13 @@ def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
 
 
 def save_table(frame: pd.DataFrame, out_dir: str | Path, name: str) -> list[Path]:
-    """CSV for machines, Markdown for people."""
+    """CSV for machines, Markdown for people, LaTeX for papers."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
     frame.to_csv(csv_path, index=False)
     md_path.write_text(frame.to_markdown(index=False) + "\n")
-    return [csv_path, md_path]
+    return [csv_path, md_path, save_latex(frame, out_dir, name)]
 
 
 def counts_table(frame: pd.DataFrame, by=("source", "label", "generator", "license")) -> pd.DataFrame:
@@ -281,5 +281,59 @@ def binary_training_figure(runs: dict):
     for ax in axes:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def save_latex(frame: pd.DataFrame, out_dir: str | Path, name: str) -> Path:
+    path = Path(out_dir) / f"{name}.tex"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(frame.to_latex(index=False, float_format="%.3f", na_rep=""))
+    return path
+
+
+def reference_numbers(root: str | Path) -> pd.DataFrame:
+    """Numbers reported elsewhere, with their sources (``data_manifests/reference_numbers.csv``)."""
+    return pd.read_csv(Path(root) / "data_manifests" / "reference_numbers.csv", comment="#")
+
+
+def with_reported(table: pd.DataFrame, reported: pd.DataFrame, benchmark: str, detector: str, metric: str,
+                  column: str) -> pd.DataFrame:
+    """Add a ``reported`` column next to ``column``: the published value for the same benchmark, generator,
+    detector and metric, or empty. Reported percentages are converted to the kit's 0-1 scale."""
+    ref = reported[(reported["benchmark"] == benchmark) & (reported["detector"] == detector)
+                   & (reported["metric"] == metric)].set_index("generator")["value"] / 100.0
+    out = table.copy()
+    out.insert(out.columns.get_loc(column) + 1, f"{column} reported", out["generator"].map(ref))
+    return out
+
+
+def robustness_curves(long: pd.DataFrame, families: dict, metric: str = "ap"):
+    """Mean ``metric`` over generators against perturbation strength, one panel per perturbation."""
+    means = long[long["generator"] == "mean"]
+    fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 3.8), squeeze=False)
+    for ax, (title, points) in zip(axes.flat, families.items()):
+        for detector, sub in means.groupby("detector"):
+            vals = [sub.loc[sub["protocol"] == pid, metric].mean() for pid, _ in points]
+            ax.plot([x for _, x in points], vals, marker="o", label=detector)
+        ax.set_title(title)
+        ax.set_xlabel("strength")
+        ax.set_ylabel(f"mean {metric}")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def generator_bars(table: pd.DataFrame, columns, title: str):
+    """Per-generator bars of several columns (e.g. raw vs aligned AP)."""
+    rows = table[table["generator"] != "mean"]
+    melted = rows.melt(id_vars="generator", value_vars=list(columns))
+    fig, ax = plt.subplots(figsize=(11, 4))
+    sns.barplot(data=melted, x="generator", y="value", hue="variable", ax=ax)
+    ax.axhline(0.5, c="grey", ls="--", lw=1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=35)
     fig.tight_layout()
     return fig

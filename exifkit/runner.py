@@ -138,6 +138,17 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
     return result
 
 
+def _device_description() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)}"
+        return f"cpu ({torch.get_num_threads()} threads)"
+    except Exception:  # provenance must never stop a run
+        return "unknown"
+
+
 def write_provenance(profile: Profile, result: RunResult, out: Path, started: datetime) -> Path:
     from .data.manifest import sha256_file
 
@@ -151,6 +162,7 @@ def write_provenance(profile: Profile, result: RunResult, out: Path, started: da
         "git": git_state(profile.root),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "device": _device_description(),
         "packages": package_versions(),
         "manifests": {manifest.name: sha256_file(manifest) if manifest.is_file() else "missing"},
         "notebooks": [{"name": r.notebook, "output": str(r.output.relative_to(out)) if r.output.is_relative_to(out)

@@ -17,12 +17,12 @@ def test_demo_notebooks_run_end_to_end(root, tmp_path):
     # notebooks 02 and 04 train on a shortened budget here; `make reproduce` runs the profile's
     result = run_notebooks(load_profile("demo", root=root), output_dir=out, progress=False,
                            parameters={"steps": 30})
-    assert [r.status for r in result.records] == ["ok"] * 5
+    assert [r.status for r in result.records] == ["ok"] * 6
     card = json.loads((out / "exif_card.json").read_text())
     assert card["dataset"] == "demo" and len(card["tags"]) == 14
     for fig in ("contact_sheet", "tag_coverage", "categorical_tags", "ranked_tags", "pair_balance",
                 "srm_residuals", "scrambled_patches", "pretext_training_curve", "oneclass_histograms",
-                "oneclass_roc", "binary_training", "binary_roc"):
+                "oneclass_roc", "binary_training", "binary_roc", "robustness_curves", "format_alignment_binary"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 10_000
     heldout = (out / "tables" / "pretext_heldout.csv").read_text().splitlines()
     assert len(heldout) == 15 and heldout[0].startswith("tag,kind,metric")
@@ -30,8 +30,11 @@ def test_demo_notebooks_run_end_to_end(root, tmp_path):
     for table in ("oneclass_pretext", "oneclass_ablation", "binary_alpha0.05", "binary_alpha0", "binary_ablation"):
         rows = (out / "tables" / f"{table}.csv").read_text().splitlines()
         assert len(rows) == 1 + 13 + 1, table  # header, 13 generators, mean
+    long = (out / "tables" / "robustness_long.csv").read_text().splitlines()
+    assert len(long) == 1 + 14 * 2 * 14  # 14 protocols x 2 detectors x (13 generators + mean)
+    assert (out / "bundle" / "bundle.json").is_file() and (out / "tables" / "robustness_binary_ap.tex").is_file()
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["parameters"]["steps"] == 30
+    assert prov["parameters"]["steps"] == 30 and prov["device"]
     assert prov["profile"] == "demo" and prov["seed"] == 0 and prov["packages"]["torch"] != "not installed"
     assert set(prov["manifests"]) == {"demo.csv"} and len(prov["manifests"]["demo.csv"]) == 64
     assert prov["started"] <= prov["finished"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +41,19 @@ class Sample:
         return self.entry.path + ("" if self.view is None else f"[{','.join(map(str, self.view))}]")
 
 
+@lru_cache(maxsize=4)
+def _decode_shared(path: Path) -> np.ndarray:
+    """Files cut into several views (grid tiles) are decoded once for all their views."""
+    image = load_rgb(path)
+    image.setflags(write=False)
+    return image
+
+
 def load_sample(sample: Sample, store: DataStore) -> np.ndarray:
-    image = load_rgb(store.path(sample.entry))
     if sample.view is None:
-        return image
+        return load_rgb(store.path(sample.entry))
     left, top, right, bottom = sample.view
-    return image[top:bottom, left:right]
+    return _decode_shared(store.path(sample.entry))[top:bottom, left:right].copy()
 
 
 @dataclass
@@ -189,3 +197,66 @@ def build_splits(manifest, seen_generators, camera_test: list[Entry] | None = No
     splits = Splits(oc_train, bin_train, Suite(name, pairs, real_source), sorted(seen))
     splits.check_disjoint()
     return splits
+
+
+def folder_suite(root: str | Path, name: str = "", seen=()) -> Suite:
+    """A suite from the benchmark layout ``root/<generator>/{0_real,1_fake}/**`` (CNNDetection,
+    AIGCDetectBenchmark, the authors' test sets). Files are hashed once so the feature cache can key on them."""
+    from .manifest import sha256_file
+
+    root = Path(root)
+    pairs = []
+    for gen_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        real_dir, fake_dir = gen_dir / "0_real", gen_dir / "1_fake"
+        if not (real_dir.is_dir() and fake_dir.is_dir()):
+            continue
+
+        def samples(folder, label):
+            files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+            return [Sample(Entry(path=str(p.relative_to(root)), sha256=sha256_file(p), label=("fake" if label else "real")),
+                           label, gen_dir.name if label else f"{gen_dir.name} real") for p in files]
+
+        pairs.append(Pair(gen_dir.name, samples(real_dir, 0), samples(fake_dir, 1), gen_dir.name in set(seen)))
+    if not pairs:
+        raise FileNotFoundError(f"{root}: no <generator>/0_real and <generator>/1_fake folders")
+    return Suite(name or root.name, pairs, f"the 0_real folder of each subset under {root}")
+
+
+def find_benchmark_root(folder: str | Path) -> Path:
+    """The folder under ``folder`` whose subfolders hold ``0_real``/``1_fake`` (archives differ in how
+    deep they nest it)."""
+    folder = Path(folder)
+    for candidate in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
+        if any((d / "0_real").is_dir() and (d / "1_fake").is_dir() for d in candidate.iterdir() if d.is_dir()):
+            return candidate
+    raise FileNotFoundError(f"{folder}: no <subset>/0_real and <subset>/1_fake folders inside")
+
+
+def official_inputs(store: DataStore, extract_to: str | Path, seen=("progan",)):
+    """For evaluating the authors' released checkpoints: their test suite and one-class training reals,
+    extracted safely from the archives of the ``paper`` manifest."""
+    from .archive import safe_extract
+    from .manifest import sha256_file
+
+    extract_to = Path(extract_to)
+
+    def unpack(rel: str, name: str) -> Path:
+        target = extract_to / name
+        if not (target / ".complete").exists():  # an interrupted extraction is redone, never trusted
+            safe_extract(store.path(next(e for e in store.manifest if e.path == rel)), target)
+            (target / ".complete").touch()
+        return target
+
+    from .manifest import Manifest
+
+    test_root = find_benchmark_root(unpack("sdaie/test_sets.zip", "test_sets"))
+    suite = folder_suite(test_root, "paper", seen)
+    reals_dir = unpack("sdaie/oneclass_real_train.zip", "oneclass_real_train")
+    files = sorted(p for p in reals_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    reals = [Sample(Entry(path=str(p.relative_to(reals_dir)), sha256=sha256_file(p), label="real"), 0,
+                    "one-class real") for p in files]
+    suite_store = DataStore(Manifest("paper-test", [s.entry for s in suite.samples()]), embedded_root=test_root,
+                            cache_dir=extract_to)
+    reals_store = DataStore(Manifest("paper-reals", [s.entry for s in reals]), embedded_root=reals_dir,
+                            cache_dir=extract_to)
+    return suite, suite_store, reals, reals_store

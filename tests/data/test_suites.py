@@ -48,3 +48,33 @@ def test_overlap_is_refused(splits):
     bad = replace(splits, oneclass_train=splits.oneclass_train + [splits.suite.pairs[0].reals[0]])
     with pytest.raises(ValueError, match="one-class training overlaps the test suite"):
         bad.check_disjoint()
+
+
+def test_official_inputs_from_the_papers_archives(tmp_path, demo_camera_paths):
+    import zipfile
+
+    from exifkit.data.manifest import DataStore, Entry, Manifest
+    from exifkit.data.suites import load_sample, official_inputs
+
+    mirror = tmp_path / "mirror" / "sdaie"
+    mirror.mkdir(parents=True)
+    img = demo_camera_paths[0].read_bytes()
+    with zipfile.ZipFile(mirror / "test_sets.zip", "w") as zf:  # nested one level, as archives often are
+        for gen in ("progan", "Midjourney"):
+            for cls in ("0_real", "1_fake"):
+                for i in range(2):
+                    zf.writestr(f"test/{gen}/{cls}/{i}.jpg", img)
+    with zipfile.ZipFile(mirror / "oneclass_real_train.zip", "w") as zf:
+        for i in range(3):
+            zf.writestr(f"imagenet/{i}.jpg", img)
+    manifest = Manifest("paper", [Entry(path="sdaie/test_sets.zip", kind="archive"),
+                                  Entry(path="sdaie/oneclass_real_train.zip", kind="archive")])
+    store = DataStore(manifest, mirrors=[tmp_path / "mirror"], cache_dir=tmp_path / "cache")
+    suite, suite_store, reals, reals_store = official_inputs(store, tmp_path / "extracted")
+    assert [p.generator for p in suite.pairs] == ["Midjourney", "progan"]
+    assert [p.seen_in_training for p in suite.pairs] == [False, True]
+    assert all(len(p.reals) == len(p.fakes) == 2 for p in suite.pairs) and len(reals) == 3
+    assert load_sample(suite.pairs[0].fakes[0], suite_store).shape[2] == 3
+    assert load_sample(reals[0], reals_store).ndim == 3
+    again = official_inputs(store, tmp_path / "extracted")  # already extracted: reused
+    assert len(again[0].samples()) == len(suite.samples())
