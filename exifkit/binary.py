@@ -24,8 +24,8 @@ from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
-from .train import (MetricsLog, batch_positions, close_distributed, init_distributed, load_checkpoint,
-                    resolve_device, rng_state, save_checkpoint, set_rng_state)
+from .train import (MetricsLog, batch_positions, close_distributed, load_checkpoint, resume_state, rng_state,
+                    save_checkpoint, setup_run)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -175,11 +175,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
-    device = resolve_device(config.device)
-    ctx = init_distributed(device)
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
-    torch.manual_seed(config.seed)
+    device, ctx = setup_run(config.device, config.seed)
     model = BinaryModel(config.extractor, frozen)
     if config.init == "pretext":
         model.extractor.load_state_dict(frozen.state_dict())
@@ -187,13 +183,8 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
         raise ValueError(f"init must be 'random' or 'pretext', not {config.init!r}")
     model.to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    ckpt_path, start = out / "last.pt", 0
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start = int(state["step"])
+    ckpt_path = out / "last.pt"
+    start = resume_state(ckpt_path, model, optimizer) if resume else 0
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,

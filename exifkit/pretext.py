@@ -27,8 +27,8 @@ from .exif.schema import (MISSING_CLASS, TAGS, ExifLabels, LabelConfig, Vocabula
 from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
 from .patches import grid_patches, random_patches, to_tensor
-from .train import (Distributed, MetricsLog, batch_positions, close_distributed, init_distributed, load_checkpoint,
-                    resolve_device, rng_state, save_checkpoint, set_rng_state)
+from .train import (Distributed, MetricsLog, batch_positions, close_distributed, load_checkpoint, resume_state,
+                    rng_state, save_checkpoint, setup_run)
 
 
 @dataclass(frozen=True)
@@ -203,23 +203,13 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
-    device = resolve_device(config.device)
-    ctx = init_distributed(device)
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
-    torch.manual_seed(config.seed)
+    device, ctx = setup_run(config.device, config.seed)
     sizes = head_sizes({k: len(v.classes) for k, v in photos.labels.vocabularies.items()})
     model = PretextModel(config.extractor, sizes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     ckpt_path = out / "last.pt"
-    start = 0
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start = int(state["step"])
-    elif resume and ctx.is_main and progress:
+    start = resume_state(ckpt_path, model, optimizer) if resume else 0
+    if resume and not start and ctx.is_main and progress:
         print(f"no checkpoint at {ckpt_path}; starting from step 0")
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "pairs_per_s", "seconds"] +

@@ -57,6 +57,27 @@ def init_distributed(device: torch.device) -> Distributed:
     return ctx
 
 
+def setup_run(device_name: str, seed: int) -> tuple[torch.device, Distributed]:
+    """Device, process group (under torchrun) and seed, the same way for every trainer."""
+    device = resolve_device(device_name)
+    ctx = init_distributed(device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    torch.manual_seed(seed)
+    return device, ctx
+
+
+def resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Restore weights, optimiser and RNG from ``path``; the step to continue from (0 without one)."""
+    if not Path(path).exists():
+        return 0
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    return int(state["step"])
+
+
 def close_distributed(ctx: Distributed) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.barrier()
