@@ -134,9 +134,14 @@ class BinaryModel(nn.Module):
                 ref = self.frozen(x)
         return logits, out, ref
 
+    def fake_probability_of(self, features: torch.Tensor) -> torch.Tensor:
+        """P(fake) = 1 - softmax[:, 0] from image features, shape (B, 1)."""
+        return 1 - torch.softmax(self.classifier(features), dim=1)[:, :1]
+
+    @torch.inference_mode()
     def fake_probability(self, x: torch.Tensor) -> torch.Tensor:
-        """P(fake) = 1 - softmax[:, 0], shape (B, 1)."""
-        return 1 - torch.softmax(self.classifier(self.extractor(x).feature), dim=1)[:, :1]
+        """P(fake) of patch sets (B, N, 3, P, P), shape (B, 1)."""
+        return self.fake_probability_of(self.extractor.embed(x))
 
 
 def binary_loss(logits, labels, out, ref, alpha: float):
@@ -254,6 +259,6 @@ def fake_probabilities(model: BinaryModel, samples: list[Sample], store: DataSto
 
     size = model.extractor.config.patch_size
     cache = FeatureCache(cache_root, "binary-" + weights_hash(model), f"pfake grid{size} cap{max_patches} v1")
-    probs, ok, failures = extract_features(model.fake_probability, samples, store, patch_size=size,
-                                           max_patches=max_patches, cache=cache, progress=progress)
+    probs, ok, failures = extract_features(model.extractor, samples, store, max_patches=max_patches, cache=cache,
+                                           head=model.fake_probability_of, progress=progress)
     return {s.key: float(p[0]) for s, p in zip([s for s, o in zip(samples, ok) if o], probs)}, failures

@@ -92,7 +92,7 @@ class Detector:
         binary.load_state_dict(torch.load(root / "binary.pt", map_location="cpu", weights_only=True), strict=False)
         return cls(extractor, OneClassDetector.load(root / "gmm.json"), binary, meta["max_patches"], meta)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score(self, image, name: str = "") -> Score:
         if isinstance(image, (str, Path)):
             name = name or str(image)
@@ -100,19 +100,23 @@ class Detector:
         image = np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
         patches = grid_patches(image, self.extractor.config.patch_size, self.max_patches)
         x = to_tensor(patches)[None]
-        loglik = float(self.oneclass.score(self.extractor(x).feature.numpy())[0])
+        loglik = float(self.oneclass.score(self.extractor.embed(x).numpy())[0])
         p_fake = float(self.binary.fake_probability(x)[0, 0])
         return Score(name, loglik, "real" if loglik > self.oneclass.threshold else "AI-generated", p_fake,
                      "AI-generated" if p_fake > 0.5 else "real", len(patches))
 
     def score_paths(self, paths):
         """Scores for every readable file; an unreadable one becomes an error entry, the rest go on."""
+        from .features import prefetched
+
         results, errors = [], []
-        for p in paths:
-            try:
-                results.append(self.score(p))
-            except ImageLoadError as exc:
-                errors.append(exc)
+        for path, image in prefetched(load_rgb, list(paths), depth=2):  # the next images decode meanwhile
+            if isinstance(image, ImageLoadError):
+                errors.append(image)
+            elif isinstance(image, BaseException):
+                raise image
+            else:
+                results.append(self.score(image, name=str(path)))
         return results, errors
 
 

@@ -1,7 +1,8 @@
 """Image features from an extractor over a list of samples, cached on disk.
 
 Each image becomes all its non-overlapping patches (capped), read as one set by the Transformer.
-Images with the same number of patches go through the network together. A feature is stored once per
+Patches of consecutive images go through the convolutional part together, in batches of a fixed
+size, while the next images are decoded on a background thread. A feature is stored once per
 (weights, protocol, pixels): the cache key is the hash of the extractor's weights, a protocol string
 (patch size, cap, any perturbation) and the sample key (file sha256 plus view), so a rerun or another
 notebook reuses it and new weights never read stale features.
@@ -10,9 +11,10 @@ notebook reuses it and new weights never read stale features.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ import torch
 from .data.images import FailureReport, ImageLoadError
 from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
+from .model import Extractor
 from .patches import grid_patches, to_tensor
 
 
@@ -55,52 +58,133 @@ class FeatureCache:
         tmp.replace(self.path(key))
 
 
-@torch.no_grad()
-def extract_features(model: Callable[[torch.Tensor], torch.Tensor], samples: list[Sample], store: DataStore, *,
-                     patch_size: int, max_patches: int | None, cache: FeatureCache | None = None,
-                     transform: Callable[[np.ndarray, Sample], np.ndarray] | None = None,
-                     batch_patches: int = 2048, progress: bool = True,
-                     ) -> tuple[np.ndarray, np.ndarray, FailureReport]:
-    """Features (n_ok, D), a boolean mask of which samples succeeded, and the failures.
+def prefetched(fn: Callable, items: Sequence, depth: int) -> Iterator[tuple[object, object]]:
+    """``(item, fn(item))`` in order, computed ``depth`` items ahead on a background thread, so image
+    decoding (which releases the GIL) overlaps with the network. An exception is yielded in place
+    of the result. ``depth=0`` computes inline."""
+    def call(item):
+        try:
+            return fn(item)
+        except Exception as exc:  # handed to the caller, which decides what is fatal
+            return exc
 
-    ``model`` maps patch sets (B, N, 3, P, P) to features (B, D). ``transform`` (a perturbation)
-    is applied to the decoded pixels before patching; its identity must be part of the cache protocol.
+    if depth <= 0:
+        for item in items:
+            yield item, call(item)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="exifkit-decode") as pool:
+        window: deque = deque()
+        it = iter(items)
+        for item in it:
+            window.append((item, pool.submit(call, item)))
+            if len(window) > depth:
+                break
+        for item in it:
+            done_item, future = window.popleft()
+            yield done_item, future.result()
+            window.append((item, pool.submit(call, item)))
+        while window:
+            done_item, future = window.popleft()
+            yield done_item, future.result()
+
+
+class _PatchStream:
+    """Patches of many images through the extractor in batches of about ``batch_patches``.
+
+    An image's patches may span several batches (a 24-megapixel photo has 5,766 patches of 64
+    pixels); its feature is computed once the last of them is through, so memory is bounded by the
+    batch, not by the image."""
+
+    def __init__(self, extractor: Extractor, head, batch_patches: int, done: Callable[[int, np.ndarray], None]):
+        self.extractor, self.head, self.batch, self.done = extractor, head, batch_patches, done
+        self.waiting: list[tuple[int, np.ndarray]] = []  # (image, uint8 patches not yet encoded)
+        self.n_waiting = 0
+        self.vectors: dict[int, list[torch.Tensor]] = {}
+        self.remaining: dict[int, int] = {}
+
+    def add(self, index: int, patches: np.ndarray) -> None:
+        self.vectors[index], self.remaining[index] = [], len(patches)
+        for start in range(0, len(patches), self.batch):
+            part = patches[start:start + self.batch]
+            self.waiting.append((index, part))
+            self.n_waiting += len(part)
+            if self.n_waiting >= self.batch:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.waiting:
+            return
+        vectors = self.extractor.patch_vectors(to_tensor(np.concatenate([p for _, p in self.waiting])))
+        finished: dict[int, list[int]] = defaultdict(list)  # patch count -> images
+        for (index, part), vec in zip(self.waiting, vectors.split([len(p) for _, p in self.waiting])):
+            self.vectors[index].append(vec)
+            self.remaining[index] -= len(part)
+            if not self.remaining[index]:
+                finished[sum(len(v) for v in self.vectors[index])].append(index)
+        self.waiting, self.n_waiting = [], 0
+        for indices in finished.values():  # images with as many patches share one Transformer call
+            tokens = torch.stack([torch.cat(self.vectors.pop(i)) for i in indices])
+            out = self.extractor.aggregate(tokens)
+            out = self.head(out) if self.head is not None else out
+            for i, value in zip(indices, out.float().cpu().numpy()):
+                del self.remaining[i]
+                self.done(i, value)
+
+
+def extract_features(extractor: Extractor, samples: list[Sample], store: DataStore, *, max_patches: int | None,
+                     cache: FeatureCache | None = None,
+                     transform: Callable[[np.ndarray, Sample], np.ndarray] | None = None,
+                     head: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_patches: int = 64,
+                     prefetch: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray, FailureReport]:
+    """Features (n_ok, D) of every patch of each sample, a boolean mask of which samples succeeded,
+    and the failures.
+
+    ``head`` maps image features to what is stored instead (the binary detector's P(fake)).
+    ``transform`` (a perturbation) is applied to the decoded pixels before patching; its identity must
+    be part of the cache protocol. In the fast mode, patches of several images are batched and the
+    next ``prefetch`` images are decoded while the network runs; the reference mode of the extractor
+    decodes and encodes one image at a time, the plain baseline the benchmarks compare against.
     """
     from tqdm.auto import tqdm
 
+    size = extractor.config.patch_size
     feats: dict[int, np.ndarray] = {}
     failures = FailureReport()
-    pending: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
 
-    def flush(n: int):
-        items = pending.pop(n, [])
-        if not items:
-            return
-        x = to_tensor(np.stack([p for _, p in items]))
-        out = model(x).float().cpu().numpy()
-        for (i, _), f in zip(items, out):
-            feats[i] = f
-            if cache is not None:
-                cache.put(samples[i].key, f)
+    def store_value(i: int, value: np.ndarray) -> None:
+        feats[i] = value
+        if cache is not None:
+            cache.put(samples[i].key, value)
 
-    for i, sample in enumerate(tqdm(samples, desc="features", unit="img", disable=not progress)):
+    def decode(i: int) -> np.ndarray:
+        image = load_sample(samples[i], store)
+        if transform is not None:
+            image = transform(image, samples[i])
+        return grid_patches(image, size, max_patches)
+
+    todo = []
+    for i, sample in enumerate(samples):
         if cache is not None and (hit := cache.get(sample.key)) is not None:
             feats[i] = hit
-            continue
-        try:
-            image = load_sample(sample, store)
-            if transform is not None:
-                image = transform(image, sample)
-        except ImageLoadError as exc:
-            failures.add(exc)
-            continue
-        patches = grid_patches(image, patch_size, max_patches)
-        n = len(patches)
-        pending[n].append((i, patches))
-        if len(pending[n]) * n >= batch_patches:
-            flush(n)
-    for n in list(pending):
-        flush(n)
+        else:
+            todo.append(i)
+    reference = extractor.mode == "reference"
+    stream = _PatchStream(extractor, head, batch_patches, store_value)
+    bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
+    with torch.inference_mode():
+        for i, patches in prefetched(decode, todo, 0 if reference else prefetch):
+            bar.update()
+            if isinstance(patches, ImageLoadError):
+                failures.add(patches)
+            elif isinstance(patches, BaseException):
+                raise patches
+            elif reference:
+                out = extractor.embed(to_tensor(patches)[None])
+                store_value(i, (head(out) if head is not None else out)[0].float().cpu().numpy())
+            else:
+                stream.add(i, patches)
+        stream.flush()
+    bar.close()
     ok = np.array([i in feats for i in range(len(samples))], dtype=bool)
     matrix = np.stack([feats[i] for i in range(len(samples)) if i in feats]) if feats else np.zeros((0, 0))
     return matrix, ok, failures

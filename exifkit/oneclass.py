@@ -94,7 +94,7 @@ def extractor_features(extractor, samples, store, cache_root: Path, max_patches:
 
     size = extractor.config.patch_size
     cache = FeatureCache(cache_root, "extractor-" + weights_hash(extractor), f"feature grid{size} cap{max_patches} v1")
-    feats, ok, failures = extract_features(lambda x: extractor(x).feature, samples, store, patch_size=size,
-                                           max_patches=max_patches, cache=cache, progress=progress)
+    feats, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
+                                           progress=progress)
     kept = [s for s, o in zip(samples, ok) if o]
     return {s.key: f for s, f in zip(kept, feats)}, failures, cache

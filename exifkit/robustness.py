@@ -14,12 +14,13 @@ from .metrics import suite_table
 from .perturb import Protocol
 
 
-def _scores(fn, model_id: str, protocol: Protocol, suite: Suite, store: DataStore, cache_root: Path,
-            patch_size: int, max_patches: int | None, what: str, progress: bool):
-    cache = FeatureCache(cache_root, model_id, f"{what} grid{patch_size} cap{max_patches} {protocol.key}")
+def _scores(extractor, head, model_id: str, protocol: Protocol, suite: Suite, store: DataStore, cache_root: Path,
+            max_patches: int | None, what: str, progress: bool):
+    size = extractor.config.patch_size
+    cache = FeatureCache(cache_root, model_id, f"{what} grid{size} cap{max_patches} {protocol.key}")
     samples = suite.samples()
-    values, ok, failures = extract_features(fn, samples, store, patch_size=patch_size, max_patches=max_patches,
-                                            cache=cache, transform=protocol, progress=progress)
+    values, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
+                                            transform=protocol, head=head, progress=progress)
     return {s.key: v for s, v in zip([s for s, o in zip(samples, ok) if o], values)}, failures
 
 
@@ -30,9 +31,8 @@ def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore
     tables, failures = [], {}
     for protocol in protocols:
         if oneclass is not None:
-            size = extractor.config.patch_size
-            feats, fail = _scores(lambda x: extractor(x).feature, "extractor-" + weights_hash(extractor),
-                                  protocol, suite, store, cache_root, size, max_patches, "feature", progress)
+            feats, fail = _scores(extractor, None, "extractor-" + weights_hash(extractor),
+                                  protocol, suite, store, cache_root, max_patches, "feature", progress)
             scores = {k: float(-oneclass.score(np.asarray(v)[None])[0]) for k, v in feats.items()}
             t = suite_table(suite, scores, -oneclass.threshold, bootstrap, seed)
             t.insert(0, "detector", "one-class GMM")
@@ -40,9 +40,8 @@ def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore
             tables.append(t)
             failures[(protocol.id, "one-class")] = fail
         if binary is not None:
-            size = binary.extractor.config.patch_size
-            probs, fail = _scores(binary.fake_probability, "binary-" + weights_hash(binary), protocol, suite, store,
-                                  cache_root, size, max_patches, "pfake", progress)
+            probs, fail = _scores(binary.extractor, binary.fake_probability_of, "binary-" + weights_hash(binary),
+                                  protocol, suite, store, cache_root, max_patches, "pfake", progress)
             t = suite_table(suite, {k: float(v[0]) for k, v in probs.items()}, 0.5, bootstrap, seed)
             t.insert(0, "detector", "binary")
             t.insert(0, "protocol", protocol.id)

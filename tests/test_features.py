@@ -19,37 +19,42 @@ def test_cache_is_reused_and_invalidated_by_new_weights(tmp_path, demo_store):
     samples = _samples(demo_store)
     torch.manual_seed(0)
     model = Extractor(TINY).eval()
-    calls = []
+    calls = []  # images through the Transformer
+    original = model.aggregate
 
-    def fn(x):
-        calls.append(x.shape[0])
-        return model(x).feature
+    def counting(tokens):
+        calls.append(tokens.shape[0])
+        return original(tokens)
 
+    model.aggregate = counting
     cache = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
-    first, ok, failures = extract_features(fn, samples, demo_store, patch_size=16, max_patches=8, cache=cache,
+    first, ok, failures = extract_features(model, samples, demo_store, max_patches=8, cache=cache,
                                            progress=False)
     assert ok.all() and not failures and first.shape == (6, TINY.feature_dim) and sum(calls) == 6
     again = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
-    second, _, _ = extract_features(fn, samples, demo_store, patch_size=16, max_patches=8, cache=again,
+    second, _, _ = extract_features(model, samples, demo_store, max_patches=8, cache=again,
                                     progress=False)
     assert sum(calls) == 6 and again.hits == 6  # nothing recomputed
     np.testing.assert_array_equal(first, second)
     with torch.no_grad():
         model.stem.conv.bias[0] += 1.0  # new weights (one channel: LayerNorm ignores a shift of all)
     fresh = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
-    third, _, _ = extract_features(fn, samples, demo_store, patch_size=16, max_patches=8, cache=fresh,
+    third, _, _ = extract_features(model, samples, demo_store, max_patches=8, cache=fresh,
                                    progress=False)
     assert fresh.hits == 0 and sum(calls) == 12 and not np.allclose(first, third)
 
 
-def test_batched_features_equal_one_image_at_a_time(demo_store):
+def test_batched_features_equal_one_image_at_a_time_and_the_reference_mode(demo_store):
     samples = _samples(demo_store, 4)
     model = Extractor(TINY).eval()
-    fn = lambda x: model(x).feature  # noqa: E731
-    together, _, _ = extract_features(fn, samples, demo_store, patch_size=16, max_patches=8, progress=False)
-    alone = np.concatenate([extract_features(fn, [s], demo_store, patch_size=16, max_patches=8, progress=False)[0]
+    # batches of 20 patches split images of 8 across batches
+    together, _, _ = extract_features(model, samples, demo_store, max_patches=8, batch_patches=20, progress=False)
+    alone = np.concatenate([extract_features(model, [s], demo_store, max_patches=8, progress=False)[0]
                             for s in samples])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+    model.mode = "reference"
+    reference, _, _ = extract_features(model, samples, demo_store, max_patches=8, progress=False)
+    np.testing.assert_allclose(together, reference, atol=1e-5)
 
 
 def test_unreadable_files_are_reported_not_dropped(tmp_path, demo_store):
@@ -63,6 +68,5 @@ def test_unreadable_files_are_reported_not_dropped(tmp_path, demo_store):
     broken = Sample(replace(good.entry, path="broken.jpg", sha256="0" * 64), 0, "camera")
     store = DataStore(Manifest("t", [good.entry]), embedded_root=demo_store.embedded_root, mirrors=[tmp_path])
     model = Extractor(TINY).eval()
-    feats, ok, failures = extract_features(lambda x: model(x).feature, [good, broken], store, patch_size=16,
-                                           max_patches=4, progress=False)
+    feats, ok, failures = extract_features(model, [good, broken], store, max_patches=4, progress=False)
     assert ok.tolist() == [True, False] and len(feats) == 1 and "broken.jpg" in failures.to_markdown()

@@ -4,6 +4,12 @@ Input is a batch of patch sets (B, N, 3, P, P), already normalised (see :mod:`ex
 Each patch is encoded on its own; only the Transformer lets the N patches of an image talk to each
 other. It has no positional embedding, so the patches form a set, which is what "scrambled" means.
 The image feature is the Transformer's output at the first token.
+
+Two modes compute the same function. ``"reference"`` runs the modules one after the other, in
+float32 and contiguous NCHW, and evaluates one image at a time: it is the plain reading of the
+architecture and the baseline the benchmarks compare against. ``"fast"`` (the default) computes the
+same outputs, to float32 rounding, with the rewrites described in :mod:`exifkit.model.fast`.
+The modes share every parameter, so a checkpoint loads into either.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import fast
 from .covariance import covariance_pool
 from .srm import SRMFilterBank
+
+MODES = ("fast", "reference")
 
 
 @dataclass(frozen=True)
@@ -78,11 +87,16 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * heads * head_dim, bias=False)
         self.out = nn.Linear(heads * head_dim, dim)
 
-    def forward(self, x):
+    def forward(self, x, fused: bool = False):
+        """``fused`` uses PyTorch's attention kernel, whose memory does not grow with N^2 (a
+        24-megapixel photo has 5,766 patches of 64 pixels)."""
         b, n, _ = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim ** -0.5, dim=-1)
-        return self.out((attn @ v).transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
+        if fused:
+            mixed = nn.functional.scaled_dot_product_attention(q, k, v)
+        else:
+            mixed = torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim ** -0.5, dim=-1) @ v
+        return self.out(mixed.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
 
 
 class MLP(nn.Module):
@@ -102,15 +116,17 @@ class TransformerBlock(nn.Module):
         self.attn_norm, self.attn = nn.LayerNorm(dim), SelfAttention(dim, heads, head_dim)
         self.mlp_norm, self.mlp = nn.LayerNorm(dim), MLP(dim, mlp_dim)
 
-    def forward(self, x):
-        x = x + self.attn(self.attn_norm(x))
+    def forward(self, x, fused: bool = False):
+        x = x + self.attn(self.attn_norm(x), fused)
         return x + self.mlp(self.mlp_norm(x))
 
 
 class Extractor(nn.Module):
-    def __init__(self, config: ExtractorConfig | None = None):
+    def __init__(self, config: ExtractorConfig | None = None, mode: str = "fast", chunk_patches: int = 16):
         super().__init__()
         self.config = cfg = config or ExtractorConfig()
+        self.mode = mode
+        self.chunk_patches = chunk_patches  # at inference; 16 patches of 64 px keep the maps in cache
         sizes = cfg.stage_sizes()
         if cfg.patch_size % 2 ** (len(sizes) - 1):
             raise ValueError(f"patch size {cfg.patch_size} is not divisible by 2^{len(sizes) - 1}")
@@ -128,8 +144,20 @@ class Extractor(nn.Module):
     def feature_dim(self) -> int:
         return self.config.feature_dim
 
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {value!r}")
+        self._mode = value
+
     def encode_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(M, 3, P, P) -> per-patch covariance vectors (M, D) and the stage maps."""
+        if self.mode == "fast":
+            return fast.trunk(self, fast.prepare(self), patches)
         x = self.stem(self.srm(patches))
         stages = []
         for stage in self.stages:
@@ -137,16 +165,44 @@ class Extractor(nn.Module):
             stages.append(x)
         return covariance_pool(x, self.config.sqrt_iterations), stages
 
-    def forward(self, patch_sets: torch.Tensor) -> ExtractorOutput:
-        b, n, c, h, w = patch_sets.shape
-        if h != self.config.patch_size or w != self.config.patch_size:
-            raise ValueError(f"patches are {h}x{w}, the extractor expects {self.config.patch_size}")
-        vectors, stages = self.encode_patches(patch_sets.reshape(b * n, c, h, w))
-        tokens = vectors.reshape(b, n, -1)
+    def aggregate(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Patch vectors of each image (B, N, D) -> image features (B, D)."""
         x = tokens
         for block in self.blocks:
-            x = block(x)
-        return ExtractorOutput(feature=x[:, 0], stages=stages, patch_vectors=tokens)
+            x = block(x, fused=self.mode == "fast")
+        return x[:, 0]
+
+    def _check(self, patches: torch.Tensor) -> None:
+        h, w = patches.shape[-2:]
+        if h != self.config.patch_size or w != self.config.patch_size:
+            raise ValueError(f"patches are {h}x{w}, the extractor expects {self.config.patch_size}")
+
+    def forward(self, patch_sets: torch.Tensor) -> ExtractorOutput:
+        """Everything training needs (the stage maps too); see :meth:`embed` for inference."""
+        self._check(patch_sets)
+        b, n, c, h, w = patch_sets.shape
+        vectors, stages = self.encode_patches(patch_sets.reshape(b * n, c, h, w))
+        tokens = vectors.reshape(b, n, -1)
+        return ExtractorOutput(feature=self.aggregate(tokens), stages=stages, patch_vectors=tokens)
+
+    @torch.inference_mode()
+    def patch_vectors(self, patches: torch.Tensor) -> torch.Tensor:
+        """(M, 3, P, P) -> (M, D) without the stage maps, in chunks, so memory stays flat in M."""
+        self._check(patches)
+        if self.mode == "reference":
+            return self.encode_patches(patches)[0]
+        weights = fast.prepare(self)
+        return torch.cat([fast.trunk(self, weights, chunk, keep_stages=False)[0]
+                          for chunk in patches.split(self.chunk_patches)])
+
+    @torch.inference_mode()
+    def embed(self, patch_sets: torch.Tensor) -> torch.Tensor:
+        """Image features (B, D) for inference. The reference mode takes one image at a time."""
+        self._check(patch_sets)
+        if self.mode == "reference":
+            return torch.cat([self(one[None]).feature for one in patch_sets])
+        b, n = patch_sets.shape[:2]
+        return self.aggregate(self.patch_vectors(patch_sets.flatten(0, 1)).reshape(b, n, -1))
 
 
 def count_trainable(module: nn.Module) -> int:

@@ -1,0 +1,158 @@
+"""The extractor's fast path: the same function as the module-by-module reference, computed cheaper.
+
+Where the reference spends its time (see ``benchmarks/README.md``): the stem convolution reads the
+90 SRM residual maps (90 -> 32 channels, 3x3), and the 24 MB residual tensor of every 16 patches is
+written and read back; the other convolutions convert between PyTorch's NCHW layout and the blocked
+layout of the convolution library on every call. Three changes remove most of that:
+
+* **SRM folded into the stem.** The SRM bank is a fixed linear map and the stem convolution is the
+  next thing applied to its output, so the two compose into one 7x7 convolution from the 3 colour
+  channels (147 multiply-adds per output value instead of 810 plus the residuals). The composition
+  is exact everywhere but on the outer ring of pixels: the reference pads the *residuals* with zeros,
+  the composite would see residuals computed from padded pixels there. Those ring residuals depend
+  on only the two outermost rows or columns of pixels, so their contribution is subtracted with four
+  thin convolutions and four 2x2 corner terms, each again folded into a kernel on the pixels.
+* **Channels-last activations** end to end, so the convolution library reads and writes them in
+  place; LayerNorm runs over the contiguous (H, W, C) view with its affine weights permuted once.
+* **In-place activations** and, at inference, chunks of patches small enough to stay in cache.
+
+Every function here is differentiable and built from the module's own parameters, so training uses
+it too and checkpoints are shared with the reference mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+CHANNELS_LAST = torch.channels_last
+
+
+def _compose(stem: torch.Tensor, srm: torch.Tensor) -> torch.Tensor:
+    """Kernel of ``conv(conv(x, srm), stem)`` without padding: the full 2-D convolution of the two.
+
+    ``stem`` is (O, C*K, h, w) with input channels colour-major (K residuals of each of C colours),
+    ``srm`` is (K, 1, 5, 5); the result is (O, C, h + 4, w + 4)."""
+    o, ck, h, w = stem.shape
+    k = srm.shape[0]
+    return F.conv_transpose2d(stem.reshape(o * (ck // k), k, h, w), srm).reshape(o, ck // k, h + 4, w + 4)
+
+
+@dataclass
+class StemKernels:
+    """The folded SRM + stem convolution and the pieces that correct its outer ring."""
+
+    full: torch.Tensor  # (O, C, 7, 7)
+    top: torch.Tensor  # (O, C, 2, 7) on the first two pixel rows
+    bottom: torch.Tensor  # (O, C, 2, 7) on the last two
+    left: torch.Tensor  # (O, C, 7, 2)
+    right: torch.Tensor  # (O, C, 7, 2)
+    corners: tuple[torch.Tensor, ...]  # 4 x (O, C, 2, 2): top-left, top-right, bottom-left, bottom-right
+
+
+def fold_stem(srm: torch.Tensor, stem: torch.Tensor) -> StemKernels:
+    """A residual on the ring just outside the image reads pixels only from the two nearest rows
+    (columns): rows 3-4 of the SRM kernel for the top ring, rows 0-1 for the bottom one."""
+    if srm.shape[-1] != 5 or stem.shape[-1] != 3:
+        raise ValueError("the folded stem expects 5x5 SRM kernels and a 3x3 stem convolution")
+    top_edge, bottom_edge = slice(3, 5), slice(0, 2)
+    row = [_compose(stem[:, :, i:i + 1, :], srm) for i in range(3)]  # (O, C, 5, 7) each
+    col = [_compose(stem[:, :, :, j:j + 1], srm) for j in range(3)]  # (O, C, 7, 5) each
+    corner = {(i, j): _compose(stem[:, :, i:i + 1, j:j + 1], srm) for i in (0, 2) for j in (0, 2)}
+    return StemKernels(
+        full=_compose(stem, srm),
+        top=row[0][:, :, top_edge], bottom=row[2][:, :, bottom_edge],
+        left=col[0][..., top_edge], right=col[2][..., bottom_edge],
+        corners=(corner[0, 0][:, :, top_edge, top_edge], corner[0, 2][:, :, top_edge, bottom_edge],
+                 corner[2, 0][:, :, bottom_edge, top_edge], corner[2, 2][:, :, bottom_edge, bottom_edge]))
+
+
+class _AddToBorder(torch.autograd.Function):
+    """``out`` plus corrections on its outer rows, columns and corners, in place.
+
+    Written as an autograd function because in-place updates of slices would make autograd copy the
+    whole gradient once per slice; here the gradient of each correction is just a slice of it."""
+
+    @staticmethod
+    def forward(ctx, out, top, bottom, left, right, corners):
+        out[:, :, :1, :] += top
+        out[:, :, -1:, :] += bottom
+        out[:, :, :, :1] += left
+        out[:, :, :, -1:] += right
+        out[:, :, 0, 0] += corners[..., 0]
+        out[:, :, 0, -1] += corners[..., 1]
+        out[:, :, -1, 0] += corners[..., 2]
+        out[:, :, -1, -1] += corners[..., 3]
+        ctx.mark_dirty(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        corners = torch.stack([grad[:, :, 0, 0], grad[:, :, 0, -1], grad[:, :, -1, 0], grad[:, :, -1, -1]], -1)
+        return grad, grad[:, :, :1, :], grad[:, :, -1:, :], grad[:, :, :, :1], grad[:, :, :, -1:], corners
+
+
+def srm_stem(x: torch.Tensor, k: StemKernels, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv3x3(zero_pad(srm(x)))`` of the reference, from the folded kernels.
+
+    The top and bottom corrections each include the corner residual; the left and right ones do too,
+    so the corners are added back once."""
+    if min(x.shape[-2:]) < 2:
+        raise ValueError(f"the folded stem needs patches of at least 2x2 pixels, got {tuple(x.shape[-2:])}")
+    corner = lambda kernel, px: torch.einsum("ocij,bcij->bo", kernel, px)  # noqa: E731
+    tl, tr, bl, br = k.corners
+    return _AddToBorder.apply(
+        F.conv2d(x, k.full, bias, padding=3),
+        -F.conv2d(x[:, :, :2, :], k.top, padding=(0, 3)),
+        -F.conv2d(x[:, :, -2:, :], k.bottom, padding=(0, 3)),
+        -F.conv2d(x[:, :, :, :2], k.left, padding=(3, 0)),
+        -F.conv2d(x[:, :, :, -2:], k.right, padding=(3, 0)),
+        torch.stack([corner(tl, x[:, :, :2, :2]), corner(tr, x[:, :, :2, -2:]),
+                     corner(bl, x[:, :, -2:, :2]), corner(br, x[:, :, -2:, -2:])], -1))
+
+
+def layer_norm_act(x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor, float], act) -> torch.Tensor:
+    """LayerNorm over (C, H, W) of a channels-last map, then an in-place activation.
+
+    ``norm`` holds the affine weights permuted to (H, W, C). The activation acts on LayerNorm's own
+    output, not on a permuted view of it, which autograd could only differentiate with copies."""
+    weight, bias, eps = norm
+    y = act(F.layer_norm(x.permute(0, 2, 3, 1), weight.shape, weight, bias, eps))
+    return y.permute(0, 3, 1, 2)
+
+
+@dataclass
+class FastWeights:
+    """What the fast path derives from the parameters once per call (not per chunk of patches)."""
+
+    stem: StemKernels
+    norms: list[tuple[torch.Tensor, torch.Tensor, float]]  # per LayerNorm, in network order
+
+
+def prepare(extractor) -> FastWeights:
+    norms = [extractor.stem.norm] + [layer.norm for stage in extractor.stages for layer in stage.layers]
+    return FastWeights(
+        stem=fold_stem(extractor.srm.weight, extractor.stem.conv.weight),
+        norms=[(n.weight.permute(1, 2, 0).contiguous(), n.bias.permute(1, 2, 0).contiguous(), n.eps)
+               for n in norms])
+
+
+def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: bool = True):
+    """(M, 3, P, P) -> covariance vectors (M, D) and the stage maps (channels-last), as the reference."""
+    from .covariance import covariance_pool
+
+    clip = extractor.config.stem_clip
+    x = patches.contiguous(memory_format=CHANNELS_LAST)
+    x = srm_stem(x, weights.stem, extractor.stem.conv.bias)
+    x = layer_norm_act(x, weights.norms[0], lambda y: F.hardtanh_(y, -clip, clip))
+    stages, i = [], 1
+    for stage in extractor.stages:
+        for layer in stage.layers:
+            x = layer_norm_act(layer.conv(x), weights.norms[i], torch.relu_)
+            i += 1
+        x = stage.pool(x)
+        if keep_stages:
+            stages.append(x)
+    return covariance_pool(x, extractor.config.sqrt_iterations), stages
