@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.exifkit-installed
 
-.PHONY: reproduce test test-fast lab install clean-results sync-notebooks paper-eval
+.PHONY: reproduce test test-fast lab install clean-results sync-notebooks paper-eval bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,11 @@ clean-results:
 ## Score the authors' released checkpoints on their test sets (no training): needs the paper data in a mirror
 paper-eval: $(STAMP)
 	$(BIN)/exifkit reproduce --profile paper --notebooks 00 05 --param official=true
+
+## Speed: every benchmark in benchmarks/, both modes side by side (about 6 minutes on 2 cores)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/extractor_inference.py
+	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/large_image.py
+	$(BIN)/python benchmarks/decoding.py
+	$(BIN)/python benchmarks/profile_extractor.py

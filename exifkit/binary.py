@@ -175,6 +175,29 @@ def load_training_images(samples: list[Sample], store: DataStore):
     return images, np.array(labels, dtype=np.int64), failures
 
 
+def binary_batch(images: list[np.ndarray], labels: np.ndarray, step: int, config: BinaryConfig,
+                 rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's augmented patch sets and labels at ``step``, reproducible from the seed."""
+    sets, ys = [], []
+    for epoch, k, item in batch_positions(len(images), step, config.batch_images, config.seed, rank, world):
+        rng = np.random.default_rng([config.seed, epoch, k, 3])
+        sets.append(random_patches(augment(images[item], rng, config.augment), config.n_patches,
+                                   config.extractor.patch_size, rng))
+        ys.append(labels[item])
+    return to_tensor(np.stack(sets)), torch.as_tensor(np.array(ys))
+
+
+def binary_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, alpha: float,
+                with_frozen: bool = True):
+    """One optimisation step (what the trainer and the benchmark time)."""
+    logits, feats, ref = net(x, with_frozen=with_frozen)
+    loss, ce, reg, dists = binary_loss(logits, y, feats, ref, alpha)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return logits, loss, ce, reg, dists
+
+
 def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarray], labels: np.ndarray,
                  out_dir: str | Path, resume: bool = False, progress: bool = True) -> BinaryTrainResult:
     from tqdm.auto import tqdm
@@ -198,24 +221,13 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     net.train()
     t0 = window_t = time.perf_counter()
     window_imgs = 0
-    size = config.extractor.patch_size
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="binary",
                disable=not (progress and ctx.is_main))
     for step in bar:
-        pos = batch_positions(len(images), step, config.batch_images, config.seed, ctx.rank, ctx.world_size)
-        sets, ys = [], []
-        for epoch, k, item in pos:
-            rng = np.random.default_rng([config.seed, epoch, k, 3])
-            sets.append(random_patches(augment(images[item], rng, config.augment), config.n_patches, size, rng))
-            ys.append(labels[item])
-        x = to_tensor(np.stack(sets)).to(device)
-        y = torch.as_tensor(np.array(ys), device=device)
-        logits, feats, ref = net(x, with_frozen=need_frozen)
-        loss, ce, reg, dists = binary_loss(logits, y, feats, ref, config.alpha)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        window_imgs += len(ys) * ctx.world_size
+        x, y = binary_batch(images, labels, step, config, ctx.rank, ctx.world_size)
+        x, y = x.to(device), y.to(device)
+        logits, loss, ce, reg, dists = binary_step(net, optimizer, x, y, config.alpha, need_frozen)
+        window_imgs += len(y) * ctx.world_size
         done = step + 1
         if log is not None and (done % config.log_every == 0 or done == config.steps):
             now = time.perf_counter()

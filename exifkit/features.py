@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .data.images import FailureReport, ImageLoadError
+from .data.images import FailureReport, ImageLoadError, load_rgb
 from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
 from .model import Extractor
@@ -114,7 +114,8 @@ class _PatchStream:
     def flush(self) -> None:
         if not self.waiting:
             return
-        vectors = self.extractor.patch_vectors(to_tensor(np.concatenate([p for _, p in self.waiting])))
+        x = to_tensor(np.concatenate([p for _, p in self.waiting])).to(self.extractor.device)
+        vectors = self.extractor.patch_vectors(x)
         finished: dict[int, list[int]] = defaultdict(list)  # patch count -> images
         for (index, part), vec in zip(self.waiting, vectors.split([len(p) for _, p in self.waiting])):
             self.vectors[index].append(vec)
@@ -131,6 +132,35 @@ class _PatchStream:
                 self.done(i, value)
 
 
+def _stream(extractor: Extractor, todo: list[int], decode: Callable[[int], np.ndarray],
+            done: Callable[[int, np.ndarray], None], failures: FailureReport, head, batch_patches: int,
+            prefetch: int, progress: bool) -> None:
+    """Decode (in the background), encode, aggregate; failures to decode are reported, not raised."""
+    from tqdm.auto import tqdm
+
+    reference = extractor.mode == "reference"
+    stream = _PatchStream(extractor, head, batch_patches, done)
+    with torch.inference_mode(), tqdm(total=len(todo), desc="features", unit="img", disable=not progress) as bar:
+        for i, patches in prefetched(decode, todo, 0 if reference else prefetch):
+            bar.update()
+            if isinstance(patches, ImageLoadError):
+                failures.add(patches)
+            elif isinstance(patches, BaseException):
+                raise patches
+            elif reference:
+                out = extractor.embed(to_tensor(patches)[None].to(extractor.device))
+                done(i, (head(out) if head is not None else out)[0].float().cpu().numpy())
+            else:
+                stream.add(i, patches)
+        stream.flush()
+
+
+def _collect(feats: dict[int, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.array([i in feats for i in range(n)], dtype=bool)
+    matrix = np.stack([feats[i] for i in range(n) if i in feats]) if feats else np.zeros((0, 0))
+    return matrix, ok
+
+
 def extract_features(extractor: Extractor, samples: list[Sample], store: DataStore, *, max_patches: int | None,
                      cache: FeatureCache | None = None,
                      transform: Callable[[np.ndarray, Sample], np.ndarray] | None = None,
@@ -145,13 +175,11 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
     next ``prefetch`` images are decoded while the network runs; the reference mode of the extractor
     decodes and encodes one image at a time, the plain baseline the benchmarks compare against.
     """
-    from tqdm.auto import tqdm
-
     size = extractor.config.patch_size
     feats: dict[int, np.ndarray] = {}
     failures = FailureReport()
 
-    def store_value(i: int, value: np.ndarray) -> None:
+    def done(i: int, value: np.ndarray) -> None:
         feats[i] = value
         if cache is not None:
             cache.put(samples[i].key, value)
@@ -168,23 +196,17 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
             feats[i] = hit
         else:
             todo.append(i)
-    reference = extractor.mode == "reference"
-    stream = _PatchStream(extractor, head, batch_patches, store_value)
-    bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
-    with torch.inference_mode():
-        for i, patches in prefetched(decode, todo, 0 if reference else prefetch):
-            bar.update()
-            if isinstance(patches, ImageLoadError):
-                failures.add(patches)
-            elif isinstance(patches, BaseException):
-                raise patches
-            elif reference:
-                out = extractor.embed(to_tensor(patches)[None])
-                store_value(i, (head(out) if head is not None else out)[0].float().cpu().numpy())
-            else:
-                stream.add(i, patches)
-        stream.flush()
-    bar.close()
-    ok = np.array([i in feats for i in range(len(samples))], dtype=bool)
-    matrix = np.stack([feats[i] for i in range(len(samples)) if i in feats]) if feats else np.zeros((0, 0))
-    return matrix, ok, failures
+    _stream(extractor, todo, decode, done, failures, head, batch_patches, prefetch, progress)
+    return (*_collect(feats, len(samples)), failures)
+
+
+def folder_features(extractor: Extractor, paths: Sequence[str | Path], *, max_patches: int | None = None,
+                    head: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_patches: int = 64,
+                    prefetch: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray, FailureReport]:
+    """:func:`extract_features` for plain image files (any size: all patches by default)."""
+    feats: dict[int, np.ndarray] = {}
+    failures = FailureReport()
+    size = extractor.config.patch_size
+    _stream(extractor, list(range(len(paths))), lambda i: grid_patches(load_rgb(paths[i]), size, max_patches),
+            feats.__setitem__, failures, head, batch_patches, prefetch, progress)
+    return (*_collect(feats, len(paths)), failures)

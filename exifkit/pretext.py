@@ -184,6 +184,16 @@ class PretextModel(nn.Module):
         return [o[:b] for o in outs], [o[b:] for o in outs]
 
 
+def pretext_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, config: PretextConfig):
+    """One optimisation step on a batch of pairs (what the trainer and the benchmark time)."""
+    out1, out2 = net(batch["x1"], batch["x2"])
+    loss, per_tag = pretext_loss(out1, out2, batch, config.ties_label, config.tag_weights)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, per_tag
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -231,11 +241,7 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
         first, second, seeds = pair_batch(len(photos), step, config.batch_pairs, config.seed, ctx.rank, ctx.world_size)
         batch = {k: v.to(device) for k, v in make_batch(photos, first, second, seeds, config.n_patches,
                                                           config.extractor.patch_size).items()}
-        out1, out2 = net(batch["x1"], batch["x2"])
-        loss, per_tag = pretext_loss(out1, out2, batch, config.ties_label, config.tag_weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, per_tag = pretext_step(net, optimizer, batch, config)
         window_pairs += config.batch_pairs * ctx.world_size
         done = step + 1
         if log is not None and (done % config.log_every == 0 or done == config.steps):
@@ -347,5 +353,5 @@ def run_pretext(paths, records, config: PretextConfig, out_dir: str | Path, labe
 
 
 __all__ = ["PretextConfig", "PhotoSet", "PretextModel", "TrainResult", "evaluate_pretext", "load_photos",
-           "load_pretext", "make_batch", "pair_batch", "pretext_loss", "ranking_loss", "run_pretext",
+           "load_pretext", "make_batch", "pair_batch", "pretext_loss", "pretext_step", "ranking_loss", "run_pretext",
            "split_indices", "train_pretext"]

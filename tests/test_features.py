@@ -70,3 +70,17 @@ def test_unreadable_files_are_reported_not_dropped(tmp_path, demo_store):
     model = Extractor(TINY).eval()
     feats, ok, failures = extract_features(model, [good, broken], store, max_patches=4, progress=False)
     assert ok.tolist() == [True, False] and len(feats) == 1 and "broken.jpg" in failures.to_markdown()
+
+
+def test_folder_features_equal_manifest_features_and_report_bad_files(tmp_path, demo_store):
+    from exifkit.features import folder_features
+
+    samples = _samples(demo_store, 3)
+    model = Extractor(TINY).eval()
+    expected, _, _ = extract_features(model, samples, demo_store, max_patches=None, progress=False)
+    (tmp_path / "empty.png").write_bytes(b"")
+    paths = [demo_store.path(s.entry) for s in samples]
+    feats, ok, failures = folder_features(model, paths[:2] + [tmp_path / "empty.png"] + paths[2:], batch_patches=50,
+                                          progress=False)
+    assert ok.tolist() == [True, True, False, True] and "empty.png" in failures.to_markdown()
+    np.testing.assert_allclose(feats, expected, atol=1e-5)

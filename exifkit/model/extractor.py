@@ -145,6 +145,10 @@ class Extractor(nn.Module):
         return self.config.feature_dim
 
     @property
+    def device(self) -> torch.device:
+        return self.srm.weight.device
+
+    @property
     def mode(self) -> str:
         return self._mode
 

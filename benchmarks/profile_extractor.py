@@ -1,0 +1,100 @@
+"""Where the extractor's time goes: operators by self time, and how close the convolutions get to
+the machine's arithmetic peak (measured as the rate of a large float32 matrix product).
+
+Runs both modes on the paper network with 16 patches per image (reference: one image; fast: eight
+images per call, as the folder evaluation batches them) and prints, per mode, the top operators and
+the convolutions' GFLOP/s next to the matrix-product peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, machine  # noqa: E402
+
+
+def matmul_peak(seconds: float = 3.0) -> float:
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * 2048 ** 3 * n / (time.perf_counter() - start) / 1e9
+
+
+def profile(mode: str, images: int, top: int) -> dict:
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from exifkit.model import Extractor
+
+    torch.manual_seed(0)
+    model = Extractor(mode=mode).eval()
+    x = torch.randn(images, 16, 3, 64, 64)
+    model.embed(x)
+    model.embed(x)
+    with torch_profiler_guard():
+        with torch_profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            model.embed(x)
+    events = prof.key_averages()
+    total_ms = sum(e.self_cpu_time_total for e in events) / 1e3
+    ops = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    conv = [e for e in events if e.key == "aten::conv2d"]
+    conv_ms = sum(e.cpu_time_total for e in conv) / 1e3
+    conv_gflop = sum(e.flops for e in conv) / 1e9
+    return {"mode": mode, "images": images, "ms_per_image": total_ms / images,
+            "conv_share": conv_ms / total_ms, "conv_gflop_per_image": conv_gflop / images,
+            "conv_gflops_per_s": conv_gflop / (conv_ms / 1e3),
+            "top": [(e.key, round(e.self_cpu_time_total / 1e3 / images, 2), e.count) for e in ops]}
+
+
+class torch_profiler_guard:
+    """The profiler prints a harmless CUDA probing error on CPU-only machines; keep stderr clean."""
+
+    def __enter__(self):
+        import os
+
+        self.fd = os.dup(2)
+        self.null = open(os.devnull, "w")
+        os.dup2(self.null.fileno(), 2)
+
+    def __exit__(self, *exc):
+        import os
+
+        os.dup2(self.fd, 2)
+        self.null.close()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--top", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    args = parser.parse_args(argv)
+    peak = matmul_peak()
+    runs = [profile("reference", 1, args.top), profile("fast", 8, args.top)]
+    for r in runs:
+        print(f"\n{r['mode']}: {r['ms_per_image']:.1f} ms per image (profiled), convolutions "
+              f"{r['conv_share']:.0%} of it, {r['conv_gflop_per_image']:.2f} GFLOP per image at "
+              f"{r['conv_gflops_per_s']:.0f} GFLOP/s = {r['conv_gflops_per_s'] / peak:.0%} of the matmul peak")
+        width = max(len(k) for k, _, _ in r["top"])
+        print(f"  {'operator'.ljust(width)}  ms/image  calls")
+        for key, ms, count in r["top"]:
+            print(f"  {key.ljust(width)}  {ms:8.2f}  {count:5d}")
+    print(f"\nmatmul peak (2048x2048 float32): {peak:.0f} GFLOP/s")
+    report = {"benchmark": "profile_extractor", "machine": machine(), "matmul_gflops_per_s": peak, "runs": runs}
+    print(json.dumps(report))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "profile_extractor.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

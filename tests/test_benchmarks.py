@@ -1,0 +1,40 @@
+"""The benchmark scripts must keep running: each once, on tiny settings, both modes (slow)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--seconds", "0", "--repeats", "1", "--warmup", "0"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, extra", [
+    ("extractor_inference.py", ["--images", "2", "--full-size", "1"]),
+    ("training.py", ["--pairs", "1", "--binary-images", "2"]),
+    ("decoding.py", ["--files", "10"]),
+    ("large_image.py", ["--width", "640", "--height", "448", "--modes", "reference", "fast"]),
+])
+def test_benchmark_prints_both_modes_and_their_ratio(tmp_path, script, extra):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *QUICK, *extra, "--devices", "cpu",
+                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report["results"]["cpu"]) == {"reference", "fast"}
+    assert report["ratio"]["cpu"] and all(v > 0 for v in report["ratio"]["cpu"].values())
+    assert "fast / reference" in proc.stdout
+    assert json.loads((tmp_path / (script[:-3] + ".json")).read_text()) == report
+
+
+@pytest.mark.slow
+def test_profile_names_the_convolutions(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_extractor.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["mode"] for r in report["runs"]] == ["reference", "fast"]
+    for run in report["runs"]:
+        assert run["top"][0][0] == "aten::mkldnn_convolution" and 0 < run["conv_share"] <= 1
