@@ -62,4 +62,5 @@ def workload(mode: str, device: str, args) -> dict:
 if __name__ == "__main__":
     sys.argv[1:1] = [] if "--modes" in sys.argv else ["--modes", "fast"]
     run("large_image", workload, {"seconds": "s (lower is better)", "patches_per_s": "patch/s", "patches": "patches",
-                                  "megapixels": "MP", "peak_rss_before_mb": "MiB (before the evaluation)"}, add_arguments)
+                                  "megapixels": "MP", "peak_rss_before_mb": "MiB (before the evaluation)"},
+        add_arguments)

@@ -74,15 +74,11 @@ def prefetched(fn: Callable, items: Sequence, depth: int) -> Iterator[tuple[obje
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="exifkit-decode") as pool:
         window: deque = deque()
-        it = iter(items)
-        for item in it:
+        for item in items:
             window.append((item, pool.submit(call, item)))
             if len(window) > depth:
-                break
-        for item in it:
-            done_item, future = window.popleft()
-            yield done_item, future.result()
-            window.append((item, pool.submit(call, item)))
+                done_item, future = window.popleft()
+                yield done_item, future.result()
         while window:
             done_item, future = window.popleft()
             yield done_item, future.result()
