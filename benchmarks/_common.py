@@ -65,9 +65,11 @@ def machine() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "LD_PRELOAD"}}
+    from exifkit.model import winograd
     from exifkit.runtime import allocator_tuned
 
     info["allocator_tuned_by_exifkit"] = allocator_tuned()
+    info["winograd_kernel"] = winograd.status()  # "compiled", or why the fast path convolves directly
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -123,6 +125,7 @@ def run(name: str, workload: Callable[[str, str, argparse.Namespace], dict], met
             report["ratio"][device] = {k: round(_value(fast[k]) / _value(ref[k]), 2)
                                        for k in units if _value(ref.get(k)) and _value(fast.get(k)) is not None}
     print(_table(name, results, report["ratio"], units))
+    print(f"Winograd kernel of the fast path: {report['machine']['winograd_kernel']}")
     print(json.dumps(report))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -127,6 +127,7 @@ class Extractor(nn.Module):
         self.config = cfg = config or ExtractorConfig()
         self.mode = mode
         self.chunk_patches = chunk_patches  # at inference; 16 patches of 64 px keep the maps in cache
+        self._prepared: tuple | None = None  # (parameter versions, fast.FastWeights) at inference
         sizes = cfg.stage_sizes()
         if cfg.patch_size % 2 ** (len(sizes) - 1):
             raise ValueError(f"patch size {cfg.patch_size} is not divisible by 2^{len(sizes) - 1}")
@@ -158,10 +159,20 @@ class Extractor(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, not {value!r}")
         self._mode = value
 
+    def fast_weights(self) -> fast.FastWeights:
+        """What the fast path derives from the parameters (folded stem, Winograd filters: about 6 ms),
+        kept between inference calls until a parameter is replaced or changed in place."""
+        if torch.is_grad_enabled():  # training: derive afresh, inside the autograd graph
+            return fast.prepare(self)
+        key = tuple((t.data_ptr(), t._version, t.device) for t in (*self.parameters(), *self.buffers()))
+        if self._prepared is None or self._prepared[0] != key:
+            self._prepared = (key, fast.prepare(self))
+        return self._prepared[1]
+
     def encode_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(M, 3, P, P) -> per-patch covariance vectors (M, D) and the stage maps."""
         if self.mode == "fast":
-            return fast.trunk(self, fast.prepare(self), patches)
+            return fast.trunk(self, self.fast_weights(), patches)
         x = self.stem(self.srm(patches))
         stages = []
         for stage in self.stages:
@@ -195,7 +206,7 @@ class Extractor(nn.Module):
         self._check(patches)
         if self.mode == "reference":
             return self.encode_patches(patches)[0]
-        weights = fast.prepare(self)
+        weights = self.fast_weights()
         return torch.cat([fast.trunk(self, weights, chunk, keep_stages=False)[0]
                           for chunk in patches.split(self.chunk_patches)])
 

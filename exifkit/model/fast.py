@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import winograd
+
 CHANNELS_LAST = torch.channels_last
 
 
@@ -42,7 +44,8 @@ def _compose(stem: torch.Tensor, srm: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class StemKernels:
-    """The folded SRM + stem convolution and the pieces that correct its outer ring."""
+    """The folded SRM + stem convolution and the pieces that correct its outer ring (the corrections
+    are stored negated: they are added)."""
 
     full: torch.Tensor  # (O, C, 7, 7)
     top: torch.Tensor  # (O, C, 2, 7) on the first two pixel rows
@@ -63,8 +66,8 @@ def fold_stem(srm: torch.Tensor, stem: torch.Tensor) -> StemKernels:
     corner = {(i, j): _compose(stem[:, :, i:i + 1, j:j + 1], srm) for i in (0, 2) for j in (0, 2)}
     return StemKernels(
         full=_compose(stem, srm),
-        top=row[0][:, :, top_edge], bottom=row[2][:, :, bottom_edge],
-        left=col[0][..., top_edge], right=col[2][..., bottom_edge],
+        top=-row[0][:, :, top_edge], bottom=-row[2][:, :, bottom_edge],
+        left=-col[0][..., top_edge], right=-col[2][..., bottom_edge],
         corners=(corner[0, 0][:, :, top_edge, top_edge], corner[0, 2][:, :, top_edge, bottom_edge],
                  corner[2, 0][:, :, bottom_edge, top_edge], corner[2, 2][:, :, bottom_edge, bottom_edge]))
 
@@ -105,10 +108,10 @@ def srm_stem(x: torch.Tensor, k: StemKernels, bias: torch.Tensor | None) -> torc
     tl, tr, bl, br = k.corners
     return _AddToBorder.apply(
         F.conv2d(x, k.full, bias, padding=3),
-        -F.conv2d(x[:, :, :2, :], k.top, padding=(0, 3)),
-        -F.conv2d(x[:, :, -2:, :], k.bottom, padding=(0, 3)),
-        -F.conv2d(x[:, :, :, :2], k.left, padding=(3, 0)),
-        -F.conv2d(x[:, :, :, -2:], k.right, padding=(3, 0)),
+        F.conv2d(x[:, :, :2, :], k.top, padding=(0, 3)),
+        F.conv2d(x[:, :, -2:, :], k.bottom, padding=(0, 3)),
+        F.conv2d(x[:, :, :, :2], k.left, padding=(3, 0)),
+        F.conv2d(x[:, :, :, -2:], k.right, padding=(3, 0)),
         torch.stack([corner(tl, x[:, :, :2, :2]), corner(tr, x[:, :, :2, -2:]),
                      corner(bl, x[:, :, -2:, :2]), corner(br, x[:, :, -2:, -2:])], -1))
 
@@ -123,20 +126,41 @@ def layer_norm_act(x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor, floa
     return y.permute(0, 3, 1, 2)
 
 
+def stage_convs(x: torch.Tensor, layers, norms, transformed) -> torch.Tensor:
+    """Each layer's convolution, LayerNorm and ReLU.
+
+    At CPU inference the convolutions run by Winograd (``winograd.py``), and each LayerNorm + ReLU
+    but the last is left owed: the next convolution applies it while reading its input, from the
+    sums this one returned, so the normalised map is never written out."""
+    owed = None
+    for j, layer in enumerate(layers):
+        conv, norm = layer.conv, norms[j]
+        y, sums = winograd.conv3x3(x, conv.weight, conv.bias, transformed[j], owed)
+        if sums is None or j == len(layers) - 1:
+            x, owed = layer_norm_act(y, norm, torch.relu_), None
+        else:
+            x, owed = y, winograd.PendingNorm.from_sums(sums, y[0].numel(), *norm)
+    return x
+
+
 @dataclass
 class FastWeights:
     """What the fast path derives from the parameters once per call (not per chunk of patches)."""
 
     stem: StemKernels
     norms: list[tuple[torch.Tensor, torch.Tensor, float]]  # per LayerNorm, in network order
+    winograd: list[torch.Tensor | None]  # per stage convolution: its Winograd filters, at CPU inference
 
 
 def prepare(extractor) -> FastWeights:
     norms = [extractor.stem.norm] + [layer.norm for stage in extractor.stages for layer in stage.layers]
+    convs = [layer.conv.weight for stage in extractor.stages for layer in stage.layers]
+    inference = not torch.is_grad_enabled() and extractor.device.type == "cpu" and winograd.available()
     return FastWeights(
         stem=fold_stem(extractor.srm.weight, extractor.stem.conv.weight),
         norms=[(n.weight.permute(1, 2, 0).contiguous(), n.bias.permute(1, 2, 0).contiguous(), n.eps)
-               for n in norms])
+               for n in norms],
+        winograd=[winograd.transform_weight(w) if inference else None for w in convs])
 
 
 def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: bool = True):
@@ -149,9 +173,8 @@ def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: b
     x = layer_norm_act(x, weights.norms[0], lambda y: F.hardtanh_(y, -clip, clip))
     stages, i = [], 1
     for stage in extractor.stages:
-        for layer in stage.layers:
-            x = layer_norm_act(layer.conv(x), weights.norms[i], torch.relu_)
-            i += 1
+        x = stage_convs(x, stage.layers, weights.norms[i:], weights.winograd[i - 1:])
+        i += len(stage.layers)
         x = stage.pool(x)
         if keep_stages:
             stages.append(x)

@@ -1,0 +1,175 @@
+/* 3x3 convolution (stride 1, zero padding 1) by Winograd's minimal filtering F(4x4, 3x3).
+ *
+ * Why: on a CPU the extractor's first stage (four 32->32 convolutions over 64x64 maps) is most of the
+ * inference time, and the direct convolution of the convolution library already runs at the
+ * machine's multiply-add peak. Winograd computes each 4x4 output tile from a 6x6 input tile with 36
+ * products per channel pair instead of 144, at the price of cheap linear transforms before and after
+ * and a slightly larger rounding error (still float32 rounding; see tests/model/test_winograd.py).
+ *
+ * Layout: activations are channels-last (N, H, W, C) float32, C a multiple of 16, H and W multiples
+ * of 4. The filter arrives already transformed (G g G^T, computed in double by winograd.py) as
+ * (36, C_in, C_out). Patches are split across OpenMP threads; the library links the same libgomp
+ * as PyTorch, so the two share one thread pool instead of spinning against each other.
+ *
+ * Transforms (Lavin & Gray, 2016, interpolation points 0, +-1, +-2, infinity):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ */
+#include <stdlib.h>
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+typedef int v16i __attribute__((vector_size(64)));
+#define LOAD(p) ((v16)(*(const v16u *)(p)))
+#define STORE(p, v) (*(v16u *)(p) = (v))
+#define TILES 8 /* output tiles per block: 8 tiles x 2 vectors of outputs = 16 accumulators */
+
+/* LayerNorm and clamp still owed to the input map: the previous layer's, applied as tiles are read,
+ * so the normalised map is never written out. stats is (N, 2): each patch's mean and 1/std. */
+typedef struct {
+    const float *stats, *weight, *bias; /* weight, bias: (H, W, C), LayerNorm's affine map */
+    float low, high;
+} pending_norm;
+
+static inline v16 clamp(v16 v, float low, float high) {
+    v16 lo = low - (v16){0}, hi = high - (v16){0};
+    v16i below = v < lo, above = v > hi;
+    v = (v16)(((v16i)v & ~below) | ((v16i)lo & below));
+    return (v16)(((v16i)v & ~above) | ((v16i)hi & above));
+}
+
+static inline void input_1d(v16 *d, int s) { /* d <- B^T d along stride s */
+    v16 d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+    v16 a = d4 - 4 * d2, b = d3 - 4 * d1, c = d4 - d2, e = 2 * (d3 - d1);
+    d[0] = 4 * d0 - 5 * d2 + d4;
+    d[s] = a + b;
+    d[2 * s] = a - b;
+    d[3 * s] = c + e;
+    d[4 * s] = c - e;
+    d[5 * s] = 4 * d1 - 5 * d3 + d5;
+}
+
+static inline void output_1d(const v16 *m, int s, v16 *o, int os) { /* o <- A^T m */
+    v16 p12 = m[s] + m[2 * s], q12 = m[s] - m[2 * s], p34 = m[3 * s] + m[4 * s], q34 = m[3 * s] - m[4 * s];
+    o[0] = m[0] + p12 + p34;
+    o[os] = q12 + 2 * q34;
+    o[2 * os] = p12 + 4 * p34;
+    o[3 * os] = q12 + 8 * q34 + m[5 * s];
+}
+
+/* One block of up to TILES tiles along a tile row of one patch. v and m are (36, TILES, C). */
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8d widen(v16 s) { /* the 16 lanes, summed in pairs into doubles */
+    v8 lo = __builtin_shufflevector(s, s, 0, 1, 2, 3, 4, 5, 6, 7);
+    v8 hi = __builtin_shufflevector(s, s, 8, 9, 10, 11, 12, 13, 14, 15);
+    return __builtin_convertvector(lo, v8d) + __builtin_convertvector(hi, v8d);
+}
+
+static void block(const float *x, const pending_norm *pre, long n, int H, int W, int C, int ty, int tx0,
+                  int T, const float *u, const float *bias, float *y, float *v, float *m, v8d *sums) {
+    const v16 zero = {0};
+    float mean = pre ? pre->stats[2 * n] : 0, rstd = pre ? pre->stats[2 * n + 1] : 0;
+    for (int t = 0; t < T; t++) {
+        int x0 = (tx0 + t) * 4 - 1, y0 = ty * 4 - 1;
+        for (int c = 0; c < C; c += 16) {
+            v16 d[36];
+            int inside = y0 >= 0 && y0 + 6 <= H && x0 >= 0 && x0 + 6 <= W;
+            for (int i = 0; i < 6; i++) {
+                int yy = y0 + i;
+                for (int j = 0; j < 6; j++) {
+                    int xx = x0 + j;
+                    long at = ((long)yy * W + xx) * C + c;
+                    if (!inside && (yy < 0 || yy >= H || xx < 0 || xx >= W))
+                        d[i * 6 + j] = zero;  /* padding of the normalised map, as in the reference */
+                    else if (pre)
+                        d[i * 6 + j] = clamp((LOAD(x + at) - mean) * rstd * LOAD(pre->weight + at)
+                                             + LOAD(pre->bias + at), pre->low, pre->high);
+                    else
+                        d[i * 6 + j] = LOAD(x + at);
+                }
+            }
+            for (int j = 0; j < 6; j++) input_1d(d + j, 6);
+            for (int i = 0; i < 6; i++) input_1d(d + 6 * i, 1);
+            for (int k = 0; k < 36; k++) STORE(v + (k * TILES + t) * C + c, d[k]);
+        }
+    }
+    for (int k = 0; k < 36; k++) { /* 36 independent (T x C) @ (C x C) products */
+        const float *uk = u + (long)k * C * C, *vk = v + k * TILES * C;
+        for (int o = 0; o < C; o += 32) {
+            int two = o + 16 < C;
+            v16 acc0[TILES], acc1[TILES];
+            for (int t = 0; t < TILES; t++) acc0[t] = acc1[t] = zero;
+            for (int ci = 0; ci < C; ci++) {
+                v16 u0 = LOAD(uk + ci * C + o), u1 = two ? LOAD(uk + ci * C + o + 16) : zero;
+                for (int t = 0; t < TILES; t++) {
+                    float b = vk[t * C + ci];
+                    acc0[t] += b * u0;
+                    acc1[t] += b * u1;
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                STORE(m + (k * TILES + t) * C + o, acc0[t]);
+                if (two) STORE(m + (k * TILES + t) * C + o + 16, acc1[t]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        int x0 = (tx0 + t) * 4, y0 = ty * 4;
+        for (int c = 0; c < C; c += 16) {
+            v16 mm[36], r[24], out[16], s1 = zero, s2 = zero, bv = LOAD(bias + c);
+            for (int k = 0; k < 36; k++) mm[k] = LOAD(m + (k * TILES + t) * C + c);
+            for (int j = 0; j < 6; j++) output_1d(mm + j, 6, r + j, 6);
+            for (int i = 0; i < 4; i++) output_1d(r + 6 * i, 1, out + 4 * i, 1);
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    v16 val = out[i * 4 + j] + bv;
+                    s1 += val;
+                    s2 += val * val;
+                    STORE(y + ((long)(y0 + i) * W + x0 + j) * C + c, val);
+                }
+            sums[0] += widen(s1);
+            sums[1] += widen(s2);
+        }
+    }
+}
+
+/* x, y: (N, H, W, C); u: (36, C, C); bias: (C); pre: NULL, or the LayerNorm + clamp to apply to x
+ * first (pre_stats NULL means none); sums: (N, 2), the sum and the sum of squares of each patch's
+ * output (what the next LayerNorm needs), or NULL. Returns 0, -1 for a shape it does not handle,
+ * -2 when out of memory. */
+int exifkit_winograd_conv3x3(const float *x, long N, int H, int W, int C, const float *pre_stats,
+                             const float *pre_weight, const float *pre_bias, float pre_low, float pre_high,
+                             const float *u, const float *bias, float *y, double *sums, int threads) {
+    pending_norm pending = {pre_stats, pre_weight, pre_bias, pre_low, pre_high};
+    const pending_norm *pre = pre_stats ? &pending : NULL;
+    if (C <= 0 || C % 16 || H <= 0 || W <= 0 || H % 4 || W % 4) return -1;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        float *v = aligned_alloc(64, sizeof(float) * 36 * TILES * C);
+        float *m = aligned_alloc(64, sizeof(float) * 36 * TILES * C);
+        if (!v || !m) failed = 1;
+#pragma omp for schedule(static)
+        for (long n = 0; n < N; n++) {
+            v8d s[2] = {{0}, {0}};
+            if (failed) continue;
+            for (int ty = 0; ty < H / 4; ty++)
+                for (int tx0 = 0; tx0 < W / 4; tx0 += TILES) {
+                    int T = W / 4 - tx0 < TILES ? W / 4 - tx0 : TILES;
+                    block(x + n * H * W * C, pre, n, H, W, C, ty, tx0, T, u, bias, y + n * H * W * C, v, m, s);
+                }
+            if (sums) {
+                sums[2 * n] = sums[2 * n + 1] = 0;
+                for (int l = 0; l < 8; l++) {
+                    sums[2 * n] += s[0][l];
+                    sums[2 * n + 1] += s[1][l];
+                }
+            }
+        }
+        free(v);
+        free(m);
+    }
+    return failed ? -2 : 0;
+}

@@ -1,0 +1,172 @@
+"""Winograd 3x3 convolution for CPU inference, compiled from ``winograd.c`` on first use.
+
+The direct convolution already runs at this kind of machine's multiply-add peak, so the only way to
+make the extractor's first stage faster on a CPU is fewer multiplications (benchmarks/README.md).
+The kernel is plain C with GCC vector types, built with the system C compiler for the machine it
+runs on and cached under ``$EXIFKIT_CACHE`` (default ``~/.cache/exifkit``); nothing is downloaded.
+Where there is no compiler, the build fails, ``EXIFKIT_WINOGRAD=0`` is set, or a tensor is not what
+the kernel handles, :func:`conv3x3` is ``F.conv2d``: the same function up to float32 rounding.
+
+Only inference uses it: there is no backward pass, and training keeps the convolution library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("winograd.c")
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
+PROFILER_NAME = "exifkit::winograd_conv3x3"
+MIN_SIZE = 16  # below this the transforms cost more than they save (benchmarks/profile_extractor.py)
+
+# G of F(4x4, 3x3): the filter transform, applied in double once per weight tensor
+_G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=torch.float64)
+
+_state: dict = {}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EXIFKIT_CACHE") or Path.home() / ".cache" / "exifkit") / "kernels"
+
+
+def _cpu_signature() -> str:
+    """-march=native code must not run on another CPU, so the CPU's flags are part of the file name."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    return flags
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CC", "cc")
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C compiler ({compiler!r} is not on PATH)")
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([compiler, *FLAGS, _cpu_signature()]).encode())
+    target = cache_dir() / f"winograd-{key.hexdigest()[:16]}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # build aside, then rename: no torn file
+            built = Path(tmp) / target.name
+            run = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
+            if run.returncode != 0:
+                raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {run.stderr.strip()[-500:]}")
+            os.replace(built, target)
+    lib = ctypes.CDLL(str(target))
+    fn = lib.exifkit_winograd_conv3x3
+    ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    fn.argtypes = [ptr, ctypes.c_long, i32, i32, i32, ptr, ptr, ptr, f32, f32, ptr, ptr, ptr, ptr, i32]
+    fn.restype = ctypes.c_int
+    return lib
+
+
+def _library() -> ctypes.CDLL | None:
+    if "lib" not in _state:
+        _state["lib"], _state["why"] = None, "disabled by EXIFKIT_WINOGRAD=0"
+        if os.environ.get("EXIFKIT_WINOGRAD", "1") != "0":
+            try:
+                _state["lib"], _state["why"] = _build(), "compiled"
+            except (OSError, RuntimeError) as err:
+                _state["why"] = str(err)
+                log.warning("Winograd kernel unavailable, using the direct convolution: %s", err)
+    return _state["lib"]
+
+
+def available() -> bool:
+    return _library() is not None
+
+
+def status() -> str:
+    """Why the kernel is or is not in use (for benchmark records and bug reports)."""
+    _library()
+    return _state["why"]
+
+
+def transform_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, 3, 3) -> G g G^T as (36, C_in, C_out), computed in double."""
+    u = torch.einsum("ak,oikl,bl->abio", _G, weight.detach().double().cpu(), _G)
+    return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
+
+
+def usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the kernel handles this call: CPU float32 inference on channels-last maps it can tile."""
+    n, c, h, w = x.shape
+    return (not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad)) \
+        and x.device.type == "cpu" and x.dtype == torch.float32 and weight.shape[-2:] == (3, 3) \
+        and x.is_contiguous(memory_format=torch.channels_last) and c % 16 == 0 and weight.shape[0] == c \
+        and h % 4 == 0 and w % 4 == 0 and min(h, w) >= MIN_SIZE and n > 0 and available()
+
+
+@dataclass
+class PendingNorm:
+    """A LayerNorm and clamp that the kernel applies to its input map as it reads it.
+
+    Deferring the previous layer's normalisation into the next convolution saves writing and reading
+    a whole map per layer; the statistics come from the sums the previous convolution returned."""
+
+    stats: torch.Tensor  # (N, 2) float32: each map's mean and 1 / sqrt(var + eps)
+    weight: torch.Tensor  # (H, W, C) contiguous, LayerNorm's affine weight in channels-last order
+    bias: torch.Tensor
+    low: float = 0.0
+    high: float = math.inf
+
+    def __post_init__(self):  # the kernel reads raw pointers
+        self.stats, self.weight, self.bias = (t.contiguous() for t in (self.stats, self.weight, self.bias))
+
+    @classmethod
+    def from_sums(cls, sums: torch.Tensor, count: int, weight, bias, eps: float, low=0.0, high=math.inf):
+        mean = sums[:, 0] / count
+        var = (sums[:, 1] / count - mean ** 2).clamp_min(0)  # in double: the sums are exact enough
+        return cls(torch.stack([mean, (var + eps).rsqrt()], 1).float(), weight, bias, low, high)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """The same normalisation written out, for maps the kernel does not take next."""
+        mean, rstd = self.stats[:, 0, None, None, None], self.stats[:, 1, None, None, None]
+        y = (x.permute(0, 2, 3, 1) - mean) * rstd * self.weight + self.bias
+        return y.clamp_(self.low, self.high).permute(0, 3, 1, 2)
+
+
+def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            transformed: torch.Tensor | None = None, pending: PendingNorm | None = None,
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``F.conv2d(pending(x), weight, bias, padding=1)`` and each output map's sum and sum of squares
+    (float64, (N, 2)), by Winograd where :func:`usable` says so; otherwise by ``F.conv2d``, and the
+    sums are None.
+
+    ``transformed`` is :func:`transform_weight` of ``weight``, passed in to compute it once per model
+    call rather than once per chunk of patches."""
+    if not usable(x, weight):
+        return F.conv2d(pending.apply(x) if pending else x, weight, bias, padding=1), None
+    n, c, h, w = x.shape
+    u = transformed if transformed is not None else transform_weight(weight)
+    b = bias.detach().contiguous() if bias is not None else torch.zeros(c)
+    y = torch.empty_like(x, memory_format=torch.channels_last)
+    sums = torch.empty(n, 2, dtype=torch.float64)
+    if pending is not None:
+        if pending.weight.shape != (h, w, c) or pending.bias.shape != (h, w, c) or pending.stats.shape != (n, 2):
+            raise ValueError(f"pending LayerNorm of shape {tuple(pending.weight.shape)} for a {tuple(x.shape)} map")
+        pre = (pending.stats.data_ptr(), pending.weight.data_ptr(), pending.bias.data_ptr(), pending.low, pending.high)
+    else:
+        pre = (None, None, None, 0.0, 0.0)
+    with torch.profiler.record_function(PROFILER_NAME):  # invisible to the profiler otherwise
+        rc = _library().exifkit_winograd_conv3x3(x.data_ptr(), n, h, w, c, *pre, u.data_ptr(), b.data_ptr(),
+                                                 y.data_ptr(), sums.data_ptr(), torch.get_num_threads())
+    if rc != 0:
+        raise RuntimeError(f"Winograd kernel failed (code {rc}) on a {tuple(x.shape)} map")
+    return y, sums

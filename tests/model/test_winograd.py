@@ -1,0 +1,137 @@
+"""The Winograd kernel must be the 3x3 convolution (and the LayerNorm it absorbs) up to float32 rounding,
+and must step aside, saying why, wherever it cannot run."""
+
+import logging
+import os
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from exifkit.model import Extractor, ExtractorConfig, winograd
+
+
+def _maps(n, c, h, w, seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    return x, torch.randn(c, c, 3, 3) / (3 * c ** 0.5), torch.randn(c)
+
+
+def _exact(x, weight, bias):
+    return F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
+
+
+@pytest.fixture
+def fresh_kernel_state(monkeypatch):
+    """Forget the loaded kernel for one test (monkeypatch restores the real one afterwards)."""
+    monkeypatch.setattr(winograd, "_state", {})
+
+
+def test_kernel_is_built_wherever_there_is_a_c_compiler():
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        pytest.fail("no C compiler on PATH: CI must have one, or the fast path is not what is measured")
+    assert winograd.available(), winograd.status()
+
+
+@pytest.mark.parametrize("shape", [(16, 32, 64, 64), (3, 32, 32, 32), (2, 16, 16, 16), (2, 48, 20, 28)])
+def test_convolution_matches_exact_arithmetic_as_closely_as_the_direct_one(shape):
+    """28 px wide is 7 tiles: a block shorter than the kernel's 8; 48 channels: one half-width pass."""
+    x, weight, bias = _maps(*shape)
+    exact = _exact(x, weight, bias)
+    y, sums = winograd.conv3x3(x, weight, bias)
+    assert sums is not None and y.is_contiguous(memory_format=torch.channels_last)
+    error = (y.double() - exact).abs().max() / exact.abs().max()
+    assert error <= 1e-5  # measured 3-5e-6; the direct convolution 5e-7: float32 rounding, a larger constant
+    torch.testing.assert_close(sums[:, 0], y.double().sum((1, 2, 3)), rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(sums[:, 1], y.double().square().sum((1, 2, 3)), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("low, high", [(0.0, float("inf")), (-0.5, 0.5)])  # ReLU, and the stem's clip
+def test_owed_layer_norm_is_applied_as_the_input_is_read(low, high):
+    x, weight, bias = _maps(4, 32, 32, 32, seed=1)
+    x = x * 3 + 1  # a mean far from 0, as after a convolution with bias
+    gamma, beta = torch.rand(32, 32, 32) + 0.5, torch.randn(32, 32, 32) * 0.1
+    sums = torch.stack([x.double().sum((1, 2, 3)), x.double().square().sum((1, 2, 3))], 1)
+    owed = winograd.PendingNorm.from_sums(sums, x[0].numel(), gamma.permute(1, 2, 0), beta.permute(1, 2, 0),
+                                          1e-5, low, high)
+    normalised = F.layer_norm(x, x.shape[1:], gamma, beta, 1e-5).clamp(low, high)
+    torch.testing.assert_close(owed.apply(x), normalised, atol=1e-5, rtol=0)
+    y, _ = winograd.conv3x3(x, weight, bias, pending=owed)
+    exact = _exact(normalised, weight, bias)
+    assert (y.double() - exact).abs().max() <= 1e-5 * exact.abs().max()
+
+
+def test_pending_norm_of_the_wrong_shape_is_refused():
+    x, weight, bias = _maps(2, 16, 16, 16)
+    owed = winograd.PendingNorm(torch.ones(2, 2), torch.ones(8, 8, 16), torch.zeros(8, 8, 16))
+    with pytest.raises(ValueError, match="pending LayerNorm"):
+        winograd.conv3x3(x, weight, bias, pending=owed)
+
+
+@pytest.mark.parametrize("why, make", [
+    ("NCHW layout", lambda x: x.contiguous()),
+    ("maps smaller than 16 px", lambda x: x[:, :, :8, :8].contiguous(memory_format=torch.channels_last)),
+    ("float64", lambda x: x.double()),
+])
+def test_what_the_kernel_does_not_take_goes_to_the_direct_convolution(why, make):
+    x, weight, bias = _maps(2, 16, 16, 16)
+    x = make(x)
+    y, sums = winograd.conv3x3(x, weight.to(x.dtype), bias.to(x.dtype))
+    assert sums is None, why
+    torch.testing.assert_close(y, F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), padding=1))
+
+
+def test_training_never_uses_the_kernel():
+    x, weight, bias = _maps(2, 16, 16, 16)
+    weight.requires_grad_(True)
+    y, sums = winograd.conv3x3(x, weight, bias)
+    assert sums is None and y.requires_grad
+
+
+def test_a_failing_compiler_is_reported_and_the_extractor_still_works(fresh_kernel_state, monkeypatch, tmp_path,
+                                                                       caplog):
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    monkeypatch.setenv("EXIFKIT_CACHE", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="exifkit.model.winograd"):
+        assert not winograd.available()
+    assert "false failed on winograd.c" in winograd.status() and "direct convolution" in caplog.text
+    x, weight, bias = _maps(2, 16, 16, 16)
+    y, sums = winograd.conv3x3(x, weight, bias)
+    assert sums is None
+    torch.testing.assert_close(y, F.conv2d(x, weight, bias, padding=1))
+
+
+def test_it_can_be_switched_off(fresh_kernel_state, monkeypatch):
+    monkeypatch.setenv("EXIFKIT_WINOGRAD", "0")
+    assert not winograd.available() and "EXIFKIT_WINOGRAD=0" in winograd.status()
+
+
+def test_the_build_is_cached_per_source_and_machine(fresh_kernel_state, monkeypatch, tmp_path):
+    monkeypatch.setenv("EXIFKIT_CACHE", str(tmp_path))
+    assert winograd.available(), winograd.status()
+    built = list((tmp_path / "kernels").glob("winograd-*.so"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(winograd, "_state", {})
+    assert winograd.available() and built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    assert list((tmp_path / "kernels").iterdir()) == built  # no temporary build folder left behind
+
+
+def test_derived_weights_are_refreshed_when_a_parameter_changes():
+    torch.manual_seed(0)
+    config = ExtractorConfig(patch_size=32, width=16, convs_per_stage=(2, 2), transformer_depth=1, heads=2,
+                             head_dim=4, mlp_dim=16)
+    model, fresh = Extractor(config).eval(), Extractor(config).eval()
+    x = torch.randn(2, 4, 3, 32, 32)
+    before = model.embed(x)
+    torch.testing.assert_close(model.embed(x), before)  # served from the kept weights
+    with torch.no_grad():
+        model.stages[0].layers[1].conv.weight.mul_(1.5)
+    fresh.load_state_dict(model.state_dict())
+    after = model.embed(x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, fresh.embed(x), atol=1e-6, rtol=0)
+    other = Extractor(config).eval()
+    model.load_state_dict(other.state_dict())
+    torch.testing.assert_close(model.embed(x), other.embed(x), atol=1e-6, rtol=0)
