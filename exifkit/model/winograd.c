@@ -57,7 +57,8 @@ static inline void output_1d(const v16 *m, int s, v16 *o, int os) { /* o <- A^T 
     o[3 * os] = q12 + 8 * q34 + m[5 * s];
 }
 
-/* One block of up to TILES tiles along a tile row of one patch. v and m are (36, TILES, C). */
+/* One block of up to TILES consecutive tiles (row-major, rows may wrap) of one patch.
+ * v and m are (36, TILES, C). */
 typedef double v8d __attribute__((vector_size(64)));
 typedef float v8 __attribute__((vector_size(32)));
 
@@ -67,12 +68,12 @@ static inline v8d widen(v16 s) { /* the 16 lanes, summed in pairs into doubles *
     return __builtin_convertvector(lo, v8d) + __builtin_convertvector(hi, v8d);
 }
 
-static void block(const float *x, const pending_norm *pre, long n, int H, int W, int C, int ty, int tx0,
-                  int T, const float *u, const float *bias, float *y, float *v, float *m, v8d *sums) {
+static void block(const float *x, const pending_norm *pre, long n, int H, int W, int C, int q0, int T,
+                  const float *u, const float *bias, float *y, float *v, float *m, v8d *sums) {
     const v16 zero = {0};
     float mean = pre ? pre->stats[2 * n] : 0, rstd = pre ? pre->stats[2 * n + 1] : 0;
     for (int t = 0; t < T; t++) {
-        int x0 = (tx0 + t) * 4 - 1, y0 = ty * 4 - 1;
+        int x0 = (q0 + t) % (W / 4) * 4 - 1, y0 = (q0 + t) / (W / 4) * 4 - 1;
         for (int c = 0; c < C; c += 16) {
             v16 d[36];
             int inside = y0 >= 0 && y0 + 6 <= H && x0 >= 0 && x0 + 6 <= W;
@@ -116,7 +117,7 @@ static void block(const float *x, const pending_norm *pre, long n, int H, int W,
         }
     }
     for (int t = 0; t < T; t++) {
-        int x0 = (tx0 + t) * 4, y0 = ty * 4;
+        int x0 = (q0 + t) % (W / 4) * 4, y0 = (q0 + t) / (W / 4) * 4;
         for (int c = 0; c < C; c += 16) {
             v16 mm[36], r[24], out[16], s1 = zero, s2 = zero, bv = LOAD(bias + c);
             for (int k = 0; k < 36; k++) mm[k] = LOAD(m + (k * TILES + t) * C + c);
@@ -155,11 +156,9 @@ int exifkit_winograd_conv3x3(const float *x, long N, int H, int W, int C, const 
         for (long n = 0; n < N; n++) {
             v8d s[2] = {{0}, {0}};
             if (failed) continue;
-            for (int ty = 0; ty < H / 4; ty++)
-                for (int tx0 = 0; tx0 < W / 4; tx0 += TILES) {
-                    int T = W / 4 - tx0 < TILES ? W / 4 - tx0 : TILES;
-                    block(x + n * H * W * C, pre, n, H, W, C, ty, tx0, T, u, bias, y + n * H * W * C, v, m, s);
-                }
+            for (int q0 = 0, tiles = H / 4 * (W / 4); q0 < tiles; q0 += TILES)
+                block(x + n * H * W * C, pre, n, H, W, C, q0, tiles - q0 < TILES ? tiles - q0 : TILES, u, bias,
+                      y + n * H * W * C, v, m, s);
             if (sums) {
                 sums[2 * n] = sums[2 * n + 1] = 0;
                 for (int l = 0; l < 8; l++) {

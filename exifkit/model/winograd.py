@@ -108,8 +108,8 @@ def usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the kernel handles this call: CPU float32 inference on channels-last maps it can tile."""
     n, c, h, w = x.shape
     return (not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad)) \
-        and x.device.type == "cpu" and x.dtype == torch.float32 and weight.shape[-2:] == (3, 3) \
-        and x.is_contiguous(memory_format=torch.channels_last) and c % 16 == 0 and weight.shape[0] == c \
+        and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and weight.shape == (c, c, 3, 3) \
+        and x.is_contiguous(memory_format=torch.channels_last) and c % 16 == 0 \
         and h % 4 == 0 and w % 4 == 0 and min(h, w) >= MIN_SIZE and n > 0 and available()
 
 
@@ -126,8 +126,8 @@ class PendingNorm:
     low: float = 0.0
     high: float = math.inf
 
-    def __post_init__(self):  # the kernel reads raw pointers
-        self.stats, self.weight, self.bias = (t.contiguous() for t in (self.stats, self.weight, self.bias))
+    def __post_init__(self):  # the kernel reads raw float32 pointers
+        self.stats, self.weight, self.bias = (t.float().contiguous() for t in (self.stats, self.weight, self.bias))
 
     @classmethod
     def from_sums(cls, sums: torch.Tensor, count: int, weight, bias, eps: float, low=0.0, high=math.inf):
@@ -155,7 +155,9 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         return F.conv2d(pending.apply(x) if pending else x, weight, bias, padding=1), None
     n, c, h, w = x.shape
     u = transformed if transformed is not None else transform_weight(weight)
-    b = bias.detach().contiguous() if bias is not None else torch.zeros(c)
+    if u.shape != (36, c, c) or u.dtype != torch.float32 or not u.is_contiguous():
+        raise ValueError(f"transformed filters of shape {tuple(u.shape)} ({u.dtype}) for {c} channels")
+    b = bias.detach().float().contiguous() if bias is not None else torch.zeros(c)
     y = torch.empty_like(x, memory_format=torch.channels_last)
     sums = torch.empty(n, 2, dtype=torch.float64)
     if pending is not None:
