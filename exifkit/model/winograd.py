@@ -54,21 +54,34 @@ def _cpu_signature() -> str:
     return flags
 
 
+def _compile(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # build aside, then rename: no torn file
+        built = Path(tmp) / target.name
+        run = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {run.stderr.strip()[-500:]}")
+        os.replace(built, target)
+
+
 def _build() -> ctypes.CDLL:
     compiler = os.environ.get("CC", "cc")
     if shutil.which(compiler) is None:
         raise RuntimeError(f"no C compiler ({compiler!r} is not on PATH)")
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join([compiler, *FLAGS, _cpu_signature()]).encode())
-    target = cache_dir() / f"winograd-{key.hexdigest()[:16]}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # build aside, then rename: no torn file
-            built = Path(tmp) / target.name
-            run = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
-            if run.returncode != 0:
-                raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {run.stderr.strip()[-500:]}")
-            os.replace(built, target)
-    lib = ctypes.CDLL(str(target))
+    name = f"winograd-{key.hexdigest()[:16]}.so"
+    # a read-only home (some CI runners, containers) falls back to the temporary directory
+    folders = [cache_dir(), Path(tempfile.gettempdir()) / f"exifkit-kernels-{getattr(os, 'getuid', lambda: 0)()}"]
+    for folder in folders:
+        try:
+            if not (folder / name).exists():
+                _compile(compiler, folder / name)
+            lib = ctypes.CDLL(str(folder / name))
+            break
+        except OSError as err:
+            problem = err
+    else:
+        raise RuntimeError(f"cannot build or load the kernel in {' or '.join(map(str, folders))}: {problem}")
     fn = lib.exifkit_winograd_conv3x3
     ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     fn.argtypes = [ptr, ctypes.c_long, i32, i32, i32, ptr, ptr, ptr, f32, f32, ptr, ptr, ptr, ptr, i32]

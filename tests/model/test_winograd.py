@@ -102,6 +102,16 @@ def test_a_failing_compiler_is_reported_and_the_extractor_still_works(fresh_kern
     torch.testing.assert_close(y, F.conv2d(x, weight, bias, padding=1))
 
 
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(fresh_kernel_state, monkeypatch, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("EXIFKIT_CACHE", str(blocked))
+    monkeypatch.setattr(winograd.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert winograd.available(), winograd.status()
+    assert list((tmp_path / "tmp").glob("exifkit-kernels-*/winograd-*.so"))
+
+
 def test_it_can_be_switched_off(fresh_kernel_state, monkeypatch):
     monkeypatch.setenv("EXIFKIT_WINOGRAD", "0")
     assert not winograd.available() and "EXIFKIT_WINOGRAD=0" in winograd.status()
