@@ -126,21 +126,25 @@ def layer_norm_act(x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor, floa
     return y.permute(0, 3, 1, 2)
 
 
-def stage_convs(x: torch.Tensor, layers, norms, transformed) -> torch.Tensor:
-    """Each layer's convolution, LayerNorm and ReLU.
+def stage(x: torch.Tensor, layers, pool, norms, transformed) -> torch.Tensor:
+    """Each layer's convolution, LayerNorm and ReLU, then the stage's pool.
 
-    At CPU inference the convolutions run by Winograd (``winograd.py``), and each LayerNorm + ReLU
-    but the last is left owed: the next convolution applies it while reading its input, from the
-    sums this one returned, so the normalised map is never written out."""
+    At CPU inference the convolutions run by Winograd (``winograd.py``) and no LayerNorm + ReLU is
+    written out as a map of its own: each is applied by the next convolution while it reads its
+    input, from the sums this one returned, and the last by the pooling kernel."""
     owed = None
     for j, layer in enumerate(layers):
         conv, norm = layer.conv, norms[j]
         y, sums = winograd.conv3x3(x, conv.weight, conv.bias, transformed[j], owed)
-        if sums is None or j == len(layers) - 1:
+        if sums is None:
             x, owed = layer_norm_act(y, norm, torch.relu_), None
         else:
             x, owed = y, winograd.PendingNorm.from_sums(sums, y[0].numel(), *norm)
-    return x
+    if owed is None:
+        return pool(x)
+    if winograd.is_stage_pool(pool):
+        return winograd.norm_pool(x, owed, pool)
+    return pool(owed.apply(x))
 
 
 @dataclass
@@ -172,10 +176,9 @@ def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: b
     x = srm_stem(x, weights.stem, extractor.stem.conv.bias)
     x = layer_norm_act(x, weights.norms[0], lambda y: F.hardtanh_(y, -clip, clip))
     stages, i = [], 1
-    for stage in extractor.stages:
-        x = stage_convs(x, stage.layers, weights.norms[i:], weights.winograd[i - 1:])
-        i += len(stage.layers)
-        x = stage.pool(x)
+    for block in extractor.stages:
+        x = stage(x, block.layers, block.pool, weights.norms[i:], weights.winograd[i - 1:])
+        i += len(block.layers)
         if keep_stages:
             stages.append(x)
     return covariance_pool(x, extractor.config.sqrt_iterations), stages

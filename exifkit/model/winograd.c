@@ -172,3 +172,51 @@ int exifkit_winograd_conv3x3(const float *x, long N, int H, int W, int C, const 
     }
     return failed ? -2 : 0;
 }
+
+/* The stage's last LayerNorm + clamp, then its 3x3 average pool (stride 2, zero padding 1, divided
+ * by 9 as nn.AvgPool2d counts the padding), in one pass: each normalised row is summed across in
+ * threes once and used by the two output rows that cover it. x: (N, H, W, C), y: (N, H/2, W/2, C). */
+int exifkit_norm_pool(const float *x, long N, int H, int W, int C, const float *stats, const float *weight,
+                      const float *bias, float low, float high, float *y, int threads) {
+    if (C <= 0 || C % 16 || H <= 0 || W <= 0 || H % 2 || W % 2) return -1;
+    const int Wo = W / 2;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        float *rows = aligned_alloc(64, sizeof(float) * 3 * Wo * C); /* three row sums */
+        if (!rows) failed = 1;
+#pragma omp for schedule(static)
+        for (long n = 0; n < N; n++) {
+            if (failed) continue;
+            const float *xn = x + n * H * W * C;
+            float mean = stats[2 * n], rstd = stats[2 * n + 1];
+            float *prev = rows, *a = rows + Wo * C, *b = rows + 2 * Wo * C;
+            for (long i = 0; i < (long)Wo * C; i++) prev[i] = 0; /* the zero row above the map */
+            for (int oy = 0; oy < H / 2; oy++) {
+                float *pair[2] = {a, b};
+                for (int r = 0; r < 2; r++) { /* rows 2 oy and 2 oy + 1, summed across in threes */
+                    long row = (long)(2 * oy + r) * W * C;
+                    for (int c = 0; c < C; c += 16) {
+                        v16 left = {0}; /* column 2 ox - 1 */
+                        for (int ox = 0; ox < Wo; ox++) {
+                            long at = row + (long)(2 * ox) * C + c;
+                            v16 p = clamp((LOAD(xn + at) - mean) * rstd * LOAD(weight + at) + LOAD(bias + at), low, high);
+                            v16 q = clamp((LOAD(xn + at + C) - mean) * rstd * LOAD(weight + at + C)
+                                          + LOAD(bias + at + C), low, high);
+                            STORE(pair[r] + (long)ox * C + c, left + p + q);
+                            left = q;
+                        }
+                    }
+                }
+                float *out = y + (n * (H / 2) + oy) * (long)Wo * C;
+                for (long i = 0; i < (long)Wo * C; i += 16)
+                    STORE(out + i, (LOAD(prev + i) + LOAD(a + i) + LOAD(b + i)) / 9);
+                float *t = prev; /* row 2 oy + 1 is the top row of the next window */
+                prev = b;
+                b = t;
+            }
+        }
+        free(rows);
+    }
+    return failed ? -2 : 0;
+}

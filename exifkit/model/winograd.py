@@ -86,6 +86,9 @@ def _build() -> ctypes.CDLL:
     ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     fn.argtypes = [ptr, ctypes.c_long, i32, i32, i32, ptr, ptr, ptr, f32, f32, ptr, ptr, ptr, ptr, i32]
     fn.restype = ctypes.c_int
+    fn = lib.exifkit_norm_pool
+    fn.argtypes = [ptr, ctypes.c_long, i32, i32, i32, ptr, ptr, ptr, f32, f32, ptr, i32]
+    fn.restype = ctypes.c_int
     return lib
 
 
@@ -185,3 +188,28 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     if rc != 0:
         raise RuntimeError(f"Winograd kernel failed (code {rc}) on a {tuple(x.shape)} map")
     return y, sums
+
+
+def is_stage_pool(pool: torch.nn.Module) -> bool:
+    """Whether ``pool`` is the extractor's 3x3 average pool (stride 2, padding 1), which :func:`norm_pool` computes."""
+    return isinstance(pool, torch.nn.AvgPool2d) and (pool.kernel_size, pool.stride, pool.padding) in \
+        {(3, 2, 1), ((3, 3), (2, 2), (1, 1))} and not pool.ceil_mode and pool.count_include_pad \
+        and pool.divisor_override is None
+
+
+def norm_pool(x: torch.Tensor, pending: PendingNorm, pool: torch.nn.Module) -> torch.Tensor:
+    """``pool(pending.apply(x))`` without writing the normalised map out, where the kernel can."""
+    n, c, h, w = x.shape
+    if not (available() and is_stage_pool(pool) and x.device.type == "cpu" and x.dtype == torch.float32
+            and x.is_contiguous(memory_format=torch.channels_last) and c % 16 == 0 and h % 2 == 0 and w % 2 == 0
+            and pending.weight.shape == (h, w, c) and pending.stats.shape == (n, 2)):
+        return pool(pending.apply(x))
+    y = torch.empty(n, c, h // 2, w // 2, memory_format=torch.channels_last)
+    with torch.profiler.record_function("exifkit::norm_pool"):
+        rc = _library().exifkit_norm_pool(x.data_ptr(), n, h, w, c, pending.stats.data_ptr(), pending.weight.data_ptr(),
+                                          pending.bias.data_ptr(), pending.low, pending.high, y.data_ptr(),
+                                          torch.get_num_threads())
+    if rc != 0:
+        raise RuntimeError(f"norm_pool kernel failed (code {rc}) on a {tuple(x.shape)} map")
+    return y
+

@@ -62,6 +62,29 @@ def test_owed_layer_norm_is_applied_as_the_input_is_read(low, high):
     assert (y.double() - exact).abs().max() <= 1e-5 * exact.abs().max()
 
 
+@pytest.mark.parametrize("shape", [(3, 32, 64, 64), (2, 16, 16, 16), (2, 48, 20, 28)])
+def test_norm_pool_is_the_layer_norm_then_the_stage_pool(shape):
+    n, c, h, w = shape
+    x, _, _ = _maps(*shape, seed=2)
+    x = x * 2 + 0.5
+    gamma, beta = torch.rand(c, h, w) + 0.5, torch.randn(c, h, w) * 0.1
+    sums = torch.stack([x.double().sum((1, 2, 3)), x.double().square().sum((1, 2, 3))], 1)
+    owed = winograd.PendingNorm.from_sums(sums, x[0].numel(), gamma.permute(1, 2, 0), beta.permute(1, 2, 0), 1e-5)
+    pool = torch.nn.AvgPool2d(3, stride=2, padding=1)
+    expected = pool(torch.relu(F.layer_norm(x, x.shape[1:], gamma, beta, 1e-5)))
+    got = winograd.norm_pool(x, owed, pool)
+    assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, atol=2e-6, rtol=0)
+
+
+def test_other_pools_are_left_to_pytorch():
+    x, _, _ = _maps(2, 16, 16, 16)
+    owed = winograd.PendingNorm(torch.tensor([[0.1, 2.0], [0.0, 1.0]]), torch.ones(16, 16, 16), torch.zeros(16, 16, 16))
+    for pool in (torch.nn.AvgPool2d(2), torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False), torch.nn.MaxPool2d(3, 2, 1)):
+        assert not winograd.is_stage_pool(pool)
+        torch.testing.assert_close(winograd.norm_pool(x, owed, pool), pool(owed.apply(x)))
+
+
 def test_pending_norm_of_the_wrong_shape_is_refused():
     x, weight, bias = _maps(2, 16, 16, 16)
     owed = winograd.PendingNorm(torch.ones(2, 2), torch.ones(8, 8, 16), torch.zeros(8, 8, 16))
