@@ -43,7 +43,7 @@ clean-results:
 paper-eval: $(STAMP)
 	$(BIN)/exifkit reproduce --profile paper --notebooks 00 05 --param official=true
 
-## Speed: every benchmark in benchmarks/, both modes side by side (about 6 minutes on 2 cores)
+## Speed: every benchmark in benchmarks/, both modes side by side (about 4 minutes on 2 cores)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/extractor_inference.py
 	$(BIN)/python benchmarks/training.py
