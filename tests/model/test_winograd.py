@@ -80,7 +80,8 @@ def test_norm_pool_is_the_layer_norm_then_the_stage_pool(shape):
 def test_other_pools_are_left_to_pytorch():
     x, _, _ = _maps(2, 16, 16, 16)
     owed = winograd.PendingNorm(torch.tensor([[0.1, 2.0], [0.0, 1.0]]), torch.ones(16, 16, 16), torch.zeros(16, 16, 16))
-    for pool in (torch.nn.AvgPool2d(2), torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False), torch.nn.MaxPool2d(3, 2, 1)):
+    others = (torch.nn.AvgPool2d(2), torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False), torch.nn.MaxPool2d(3, 2, 1))
+    for pool in others:
         assert not winograd.is_stage_pool(pool)
         torch.testing.assert_close(winograd.norm_pool(x, owed, pool), pool(owed.apply(x)))
 
