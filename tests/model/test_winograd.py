@@ -169,3 +169,11 @@ def test_derived_weights_are_refreshed_when_a_parameter_changes():
     other = Extractor(config).eval()
     model.load_state_dict(other.state_dict())
     torch.testing.assert_close(model.embed(x), other.embed(x), atol=1e-6, rtol=0)
+
+
+def test_the_paper_network_takes_the_kernel_at_cpu_inference_only():
+    model = Extractor().eval()
+    with torch.inference_mode():
+        transformed = model.fast_weights().winograd
+    assert len(transformed) == 10 and all(u is not None and u.shape == (36, 32, 32) for u in transformed)
+    assert all(u is None for u in model.fast_weights().winograd)  # grad enabled: training keeps oneDNN
