@@ -38,6 +38,12 @@ static inline v16 clamp(v16 v, float low, float high) {
     return (v16)(((v16i)v & ~above) | ((v16i)hi & above));
 }
 
+/* One vector of the normalised, clamped map at offset at. */
+static inline v16 normalised(const float *x, const float *weight, const float *bias, long at, float mean,
+                             float rstd, float low, float high) {
+    return clamp((LOAD(x + at) - mean) * rstd * LOAD(weight + at) + LOAD(bias + at), low, high);
+}
+
 static inline void input_1d(v16 *d, int s) { /* d <- B^T d along stride s */
     v16 d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
     v16 a = d4 - 4 * d2, b = d3 - 4 * d1, c = d4 - d2, e = 2 * (d3 - d1);
@@ -85,8 +91,7 @@ static void block(const float *x, const pending_norm *pre, long n, int H, int W,
                     if (!inside && (yy < 0 || yy >= H || xx < 0 || xx >= W))
                         d[i * 6 + j] = zero;  /* padding of the normalised map, as in the reference */
                     else if (pre)
-                        d[i * 6 + j] = clamp((LOAD(x + at) - mean) * rstd * LOAD(pre->weight + at)
-                                             + LOAD(pre->bias + at), pre->low, pre->high);
+                        d[i * 6 + j] = normalised(x, pre->weight, pre->bias, at, mean, rstd, pre->low, pre->high);
                     else
                         d[i * 6 + j] = LOAD(x + at);
                 }
@@ -200,9 +205,8 @@ int exifkit_norm_pool(const float *x, long N, int H, int W, int C, const float *
                         v16 left = {0}; /* column 2 ox - 1 */
                         for (int ox = 0; ox < Wo; ox++) {
                             long at = row + (long)(2 * ox) * C + c;
-                            v16 p = clamp((LOAD(xn + at) - mean) * rstd * LOAD(weight + at) + LOAD(bias + at), low, high);
-                            v16 q = clamp((LOAD(xn + at + C) - mean) * rstd * LOAD(weight + at + C)
-                                          + LOAD(bias + at + C), low, high);
+                            v16 p = normalised(xn, weight, bias, at, mean, rstd, low, high);
+                            v16 q = normalised(xn, weight, bias, at + C, mean, rstd, low, high);
                             STORE(pair[r] + (long)ox * C + c, left + p + q);
                             left = q;
                         }
