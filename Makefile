@@ -43,10 +43,11 @@ clean-results:
 paper-eval: $(STAMP)
 	$(BIN)/exifkit reproduce --profile paper --notebooks 00 05 --param official=true
 
-## Speed: every benchmark in benchmarks/, both modes side by side (about 4 minutes on 2 cores)
+## Speed: every benchmark in benchmarks/, both modes (or precisions) side by side (about 9 minutes on 2 cores)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/extractor_inference.py
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/large_image.py
 	$(BIN)/python benchmarks/decoding.py
 	$(BIN)/python benchmarks/profile_extractor.py

@@ -83,16 +83,19 @@ def machine() -> dict:
 
 
 def run(name: str, workload: Callable[[str, str, argparse.Namespace], dict], metrics: dict[str, str],
-        add_arguments: Callable[[argparse.ArgumentParser], None] | None = None, argv=None) -> dict:
+        add_arguments: Callable[[argparse.ArgumentParser], None] | None = None, argv=None,
+        modes: tuple[str, str] = MODES, compare: Callable[[dict], dict] | None = None) -> dict:
     """The entry point of a benchmark script.
 
     ``workload(mode, device, args)`` returns numbers keyed like ``metrics`` (name -> unit, bigger is
-    better unless the unit is MiB). The parent runs it per device and mode in child processes."""
+    better unless the unit is MiB). The parent runs it per device and mode in child processes; the
+    ratio column is the second mode over the first (fast / reference unless a script names others).
+    ``compare(results of one device)`` may add a script's own verdicts to the report."""
     parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or name).strip().splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="time per measurement (default 8)")
     parser.add_argument("--repeats", type=int, default=3, help="at least this many timed calls (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="+", default=list(modes), choices=modes)
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="where the JSON goes")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "DEVICE"), help=argparse.SUPPRESS)
@@ -119,12 +122,17 @@ def run(name: str, workload: Callable[[str, str, argparse.Namespace], dict], met
             results.setdefault(device, {})[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     report = {"benchmark": name, "machine": machine(), "results": results, "ratio": {}}
     units = {**metrics, "peak_rss_mb": "MiB"}
+    base, other = modes
     for device, by_mode in results.items():
-        if {"reference", "fast"} <= by_mode.keys():
-            ref, fast = by_mode["reference"], by_mode["fast"]
+        if {base, other} <= by_mode.keys():
+            ref, fast = by_mode[base], by_mode[other]
             report["ratio"][device] = {k: round(_value(fast[k]) / _value(ref[k]), 2)
                                        for k in units if _value(ref.get(k)) and _value(fast.get(k)) is not None}
-    print(_table(name, results, report["ratio"], units))
+            if compare:
+                report.setdefault("comparison", {})[device] = compare(by_mode)
+    print(_table(name, results, report["ratio"], units, f"{other} / {base}"))
+    for device, verdict in report.get("comparison", {}).items():
+        print(f"{device}: " + "; ".join(f"{k} {v}" for k, v in verdict.items()))
     print(f"Winograd kernel of the fast path: {report['machine']['winograd_kernel']}")
     print(json.dumps(report))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,11 +154,11 @@ def _fmt(x) -> str:
     return text
 
 
-def _table(name: str, results: dict, ratios: dict, units: dict) -> str:
+def _table(name: str, results: dict, ratios: dict, units: dict, ratio_name: str = "fast / reference") -> str:
     lines = [f"\n{name}"]
     for device, by_mode in results.items():
         modes = list(by_mode)
-        header = ["metric", "unit", *modes] + (["fast / reference"] if device in ratios else [])
+        header = ["metric", "unit", *modes] + ([ratio_name] if device in ratios else [])
         rows = [header]
         for key, unit in units.items():
             row = [key, unit, *(_fmt(by_mode[m].get(key)) for m in modes)]

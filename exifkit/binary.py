@@ -24,16 +24,22 @@ from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
-from .train import (MetricsLog, batch_positions, close_distributed, load_checkpoint, resume_state, rng_state,
-                    save_checkpoint, setup_run)
+from .train import (MetricsLog, autocast, batch_positions, close_distributed, load_checkpoint, resolve_precision,
+                    resume_state, rng_state, save_checkpoint, setup_run)
 
 
 # ---------------------------------------------------------------- augmentation
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The authors' training augmentation, applied in this order."""
+    """The authors' training augmentation, applied in this order, after an optional random crop.
 
+    Defaults are the authors'. A *format-aligned* pipeline (what the extended profile trains with) sets
+    ``crop`` and ``jpeg_p = 1``: every image of both classes is cut to the same size and re-encoded at a
+    random JPEG quality, so neither the file format, the size nor the compression history separates
+    real from generated in training."""
+
+    crop: int = 0  # random square crop of this side (smaller images are kept whole); 0: none
     resize_p: float = 0.3
     resize_range: tuple[int, int] = (64, 128)  # a random *square* side (aspect ratio is not kept)
     blur_p: float = 0.1
@@ -66,7 +72,16 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
 
 
+def random_crop(image: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = image.shape[:2]
+    th, tw = min(h, side), min(w, side)
+    top, left = int(rng.integers(h - th + 1)), int(rng.integers(w - tw + 1))
+    return image[top:top + th, left:left + tw]
+
+
 def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
+    if config.crop:
+        image = random_crop(image, config.crop, rng)
     if rng.random() < config.resize_p:
         side = int(rng.integers(config.resize_range[0], config.resize_range[1] + 1))
         image = np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
@@ -93,8 +108,11 @@ class BinaryConfig:
     log_every: int = 10
     seed: int = 0
     eval_max_patches: int = 256
+    balance_classes: bool = False  # draw the minority class as often as the majority (by repetition)
+    validation_fraction: float = 0.0  # of the training images, per class and source: sets the threshold
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: str = "auto"
+    precision: str = "auto"  # "bf16" autocast where the hardware runs it natively, else "fp32"
 
     @classmethod
     def from_dict(cls, raw: dict, extractor: ExtractorConfig) -> "BinaryConfig":
@@ -175,6 +193,44 @@ def load_training_images(samples: list[Sample], store: DataStore):
     return images, np.array(labels, dtype=np.int64), failures
 
 
+def balanced(images: list[np.ndarray], labels: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The minority class repeated (whole copies first, then its first items) until both are equal:
+    an epoch then holds as many fakes as reals. The arrays are shared, not copied."""
+    idx = [np.flatnonzero(labels == c) for c in (0, 1)]
+    if any(len(i) == 0 for i in idx):
+        return images, labels
+    small, large = sorted(idx, key=len)
+    extra = np.resize(small, len(large) - len(small))
+    order = np.concatenate([large, small, extra])
+    return [images[i] for i in order], labels[order]
+
+
+def validation_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(training, validation) from the binary training samples, the same fraction of every (label, source)
+    group, whole files together (the tiles of one grid never straddle the split)."""
+    if fraction <= 0:
+        return list(samples), []
+    by_group: dict[tuple[int, str], list[str]] = {}
+    for s in samples:
+        files = by_group.setdefault((s.label, s.group), [])
+        if s.entry.sha256 not in files:
+            files.append(s.entry.sha256)
+    held = set()
+    for (label, group), files in sorted(by_group.items()):
+        rng = np.random.default_rng([seed, 11, label, sum(map(ord, group))])
+        n = int(round(len(files) * fraction))
+        held.update(files[i] for i in rng.permutation(len(files))[:n])
+    return [s for s in samples if s.entry.sha256 not in held], [s for s in samples if s.entry.sha256 in held]
+
+
+def training_data(config: BinaryConfig, splits, store: DataStore):
+    """What a binary run trains on, the same for the notebook and the CLI: the profile's binary training
+    images minus the validation share, decoded once; and the validation samples."""
+    train, validation = validation_split(splits.binary_train, config.validation_fraction, config.seed)
+    images, labels, failures = load_training_images(train, store)
+    return images, labels, failures, validation
+
+
 def binary_batch(images: list[np.ndarray], labels: np.ndarray, step: int, config: BinaryConfig,
                  rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's augmented patch sets and labels at ``step``, reproducible from the seed."""
@@ -187,10 +243,18 @@ def binary_batch(images: list[np.ndarray], labels: np.ndarray, step: int, config
     return to_tensor(np.stack(sets)), torch.as_tensor(np.array(ys))
 
 
+def _as_float(out: ExtractorOutput | None) -> ExtractorOutput | None:
+    if out is None:
+        return None
+    return ExtractorOutput(out.feature.float(), [s.float() for s in out.stages], out.patch_vectors.float())
+
+
 def binary_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, alpha: float,
-                with_frozen: bool = True):
-    """One optimisation step (what the trainer and the benchmark time)."""
-    logits, feats, ref = net(x, with_frozen=with_frozen)
+                with_frozen: bool = True, precision: str = "fp32"):
+    """One optimisation step (what the trainer and the benchmark time); losses in fp32."""
+    with autocast(x.device, precision):
+        logits, feats, ref = net(x, with_frozen=with_frozen)
+    logits, feats, ref = logits.float(), _as_float(feats), _as_float(ref)
     loss, ce, reg, dists = binary_loss(logits, y, feats, ref, alpha)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -204,6 +268,9 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
 
     out = Path(out_dir)
     device, ctx = setup_run(config.device, config.seed)
+    precision = resolve_precision(config.precision, device)
+    if config.balance_classes:
+        images, labels = balanced(images, labels)
     model = BinaryModel(config.extractor, frozen)
     if config.init == "pretext":
         model.extractor.load_state_dict(frozen.state_dict())
@@ -226,7 +293,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     for step in bar:
         x, y = binary_batch(images, labels, step, config, ctx.rank, ctx.world_size)
         x, y = x.to(device), y.to(device)
-        logits, loss, ce, reg, dists = binary_step(net, optimizer, x, y, config.alpha, need_frozen)
+        logits, loss, ce, reg, dists = binary_step(net, optimizer, x, y, config.alpha, need_frozen, precision)
         window_imgs += len(y) * ctx.world_size
         done = step + 1
         if log is not None and (done % config.log_every == 0 or done == config.steps):
@@ -240,7 +307,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
             window_t, window_imgs = now, 0
         if ctx.is_main and (done % config.checkpoint_every == 0 or done == config.steps):
             save_checkpoint(ckpt_path, {"step": done, "model": model.state_dict(),
-                                        "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                                        "optimizer": optimizer.state_dict(), "rng": rng_state(), "precision_used": precision,
                                         "config": {**asdict(config), "extractor": asdict(config.extractor)}})
     seconds = time.perf_counter() - t0
     close_distributed(ctx)
@@ -265,12 +332,32 @@ def from_official(official) -> BinaryModel:
 
 
 def fake_probabilities(model: BinaryModel, samples: list[Sample], store: DataStore, cache_root: Path,
-                       max_patches: int | None, progress: bool = True):
-    """P(fake) per sample from all its patches (cached by weights and protocol)."""
+                       max_patches: int | None, progress: bool = True, protocol=None):
+    """P(fake) per sample from all its patches (cached by weights and protocol; None = the raw files)."""
     from .features import FeatureCache, extract_features, weights_hash
 
     size = model.extractor.config.patch_size
-    cache = FeatureCache(cache_root, "binary-" + weights_hash(model), f"pfake grid{size} cap{max_patches} v1")
+    tag = f"pfake grid{size} cap{max_patches} v1" + ("" if protocol is None else f" {protocol.key}")
+    cache = FeatureCache(cache_root, "binary-" + weights_hash(model), tag)
     probs, ok, failures = extract_features(model.extractor, samples, store, max_patches=max_patches, cache=cache,
-                                           head=model.fake_probability_of, progress=progress)
+                                           head=model.fake_probability_of, transform=protocol, progress=progress)
     return {s.key: float(p[0]) for s, p in zip([s for s, o in zip(samples, ok) if o], probs)}, failures
+
+
+def validation_threshold(model: BinaryModel, validation: list[Sample], store: DataStore, cache_root: Path,
+                         max_patches: int | None, protocol=None, progress: bool = True) -> dict:
+    """The shipped threshold on P(fake): the balanced-accuracy optimum on the run's *validation* images
+    (training side, never the test suite), with the accuracies it gives there."""
+    from .metrics import balanced_threshold, class_accuracy
+
+    probs, failures = fake_probabilities(model, validation, store, cache_root, max_patches, progress, protocol)
+    kept = [s for s in validation if s.key in probs]
+    labels = np.array([s.label for s in kept])
+    scores = np.array([probs[s.key] for s in kept])
+    threshold = balanced_threshold(labels, scores)
+    return {"threshold": threshold, "validation_images": len(kept), "validation_failures": len(failures),
+            "protocol": None if protocol is None else protocol.id,
+            "real_acc": class_accuracy(labels, scores, threshold, 0),
+            "fake_acc": class_accuracy(labels, scores, threshold, 1),
+            "real_acc_at_0.5": class_accuracy(labels, scores, 0.5, 0),
+            "fake_acc_at_0.5": class_accuracy(labels, scores, 0.5, 1)}

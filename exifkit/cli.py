@@ -17,7 +17,9 @@ EPILOG = """examples:
   exifkit exif card demo --out results/demo       the EXIF card of a profile's camera photos
   exifkit pretext train --profile demo --resume   (re)start EXIF pretext training
   exifkit reproduce --profile demo                run the notebooks into results/demo/
-  exifkit detect ~/photos --json                  score your own images with the demo bundle
+  exifkit detect ~/photos --json                  score your own images with the reference bundle
+  exifkit binary train --profile extended         train the binary detector against the pretext extractor
+  exifkit bundle refit --reals ~/my_photos --from results/extended/bundle --out my_bundle
 """
 
 
@@ -133,24 +135,89 @@ def cmd_pretext_train(args) -> int:
     return 0
 
 
+def cmd_binary_train(args) -> int:
+    from .binary import load_binary, train_binary, training_data
+    from .pretext import load_pretext, trained_checkpoint
+
+    profile = load_profile(args.profile)
+    overrides = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("device", args.device))
+                 if v is not None}
+    config = profile.binary_config(**overrides)
+    results = profile.results_dir()
+    pretext_run = args.pretext or results / "pretext"
+    checkpoint = trained_checkpoint(pretext_run)
+    if not checkpoint.exists():
+        print(f"exifkit binary train: no pretext weights in {pretext_run}; run `exifkit pretext train "
+              f"--profile {args.profile}` first", file=sys.stderr)
+        return 1
+    frozen = load_pretext(checkpoint)[0].extractor
+    store = data_store(profile, mirrors=args.mirror)
+    images, labels, failures, validation = training_data(config, profile.splits(store.manifest), store)
+    if failures:
+        print(failures.to_markdown(), file=sys.stderr)
+    out = args.out or results / "binary" / f"alpha={config.alpha:g}"
+    result = train_binary(config, frozen, images, labels, out, resume=args.resume, progress=not args.quiet)
+    print(f"checkpoint: {result.checkpoint}  ({result.images_per_second:.2f} images/s, {len(images)} training "
+          f"images, {len(validation)} kept for validation)")
+    load_binary(result.checkpoint, config.extractor, frozen)  # the file loads back
+    return 0
+
+
+def _bundle_report(path, report, failures) -> int:
+    if failures:
+        print(failures.to_markdown(), file=sys.stderr)
+    print(json.dumps({"bundle": str(path), **report}, indent=2))
+    print(f"held-out false-positive rate {report['held_out_false_positive_rate']:.3f} on "
+          f"{report['held_out_for_threshold']} of your reals kept out of fitting", file=sys.stderr)
+    return 0
+
+
+def cmd_bundle_refit(args) -> int:
+    from .detect import BundleError, refit_bundle
+
+    try:
+        return _bundle_report(*refit_bundle(args.source, args.reals, args.out, progress=not args.quiet))
+    except (BundleError, ValueError) as exc:
+        print(f"exifkit bundle refit: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_bundle_from_official(args) -> int:
+    from .detect import BundleError, bundle_from_official
+    from .model.official import CheckpointFormatError
+
+    try:
+        return _bundle_report(*bundle_from_official(args.backbone, args.reals, args.out, args.binary,
+                                                    args.max_patches, progress=not args.quiet))
+    except (BundleError, CheckpointFormatError, ValueError) as exc:
+        print(f"exifkit bundle from-official: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_detect(args) -> int:
     import csv
     from dataclasses import asdict
 
     from .config import find_root
-    from .detect import BundleError, Detector, expand_paths
+    from .detect import BundleError, Detector, default_bundle, expand_paths
 
-    bundle = args.bundle or find_root() / "results" / "demo" / "bundle"
+    bundle = args.bundle or default_bundle(find_root())
     try:
         detector = Detector.from_bundle(bundle)
     except BundleError as exc:
         print(f"exifkit detect: {exc}", file=sys.stderr)
         return 2
+    for warning in detector.warnings:
+        print(f"exifkit detect: warning: {warning}", file=sys.stderr)
     results, errors = detector.score_paths(expand_paths(args.paths))
     rows = [asdict(r) for r in results]
     if args.json:
-        print(json.dumps({"results": rows, "errors": [{"path": str(e.path), "error": str(e)} for e in errors]},
-                         indent=2))
+        about = {"path": str(bundle), "profile": detector.meta.get("profile", ""),
+                 "training_manifest_sha256": detector.meta.get("training_manifest_sha256", ""),
+                 "oneclass_threshold": detector.oneclass.threshold, "binary_threshold": detector.binary_threshold,
+                 "warnings": detector.warnings}
+        print(json.dumps({"bundle": about, "results": rows,
+                          "errors": [{"path": str(e.path), "error": str(e)} for e in errors]}, indent=2))
     elif args.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["path"])
         writer.writeheader()
@@ -212,12 +279,45 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=cmd_pretext_train)
 
+    bin_ = sub.add_parser("binary", help="binary detector training (single process or under torchrun)")
+    bsub = bin_.add_subparsers(dest="binary_command", required=True)
+    btr = bsub.add_parser("train", help="train the binary detector of a profile against its frozen pretext extractor")
+    btr.add_argument("--profile", default="demo", choices=available_profiles())
+    btr.add_argument("--alpha", type=float, default=None, help="regulariser weight (default: the profile's)")
+    btr.add_argument("--pretext", type=Path, default=None, help="pretext run folder (default results/<profile>/pretext)")
+    btr.add_argument("--out", type=Path, default=None, help="run folder (default results/<profile>/binary/alpha=A)")
+    btr.add_argument("--steps", type=int, default=None, help="total steps (default: the profile's)")
+    btr.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")
+    btr.add_argument("--resume", action="store_true", help="continue from RUN/last.pt exactly")
+    btr.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
+    btr.add_argument("--quiet", action="store_true")
+    btr.set_defaults(func=cmd_binary_train)
+
+    bun = sub.add_parser("bundle", help="make detector bundles for your own data or from the authors' checkpoints")
+    bsub2 = bun.add_subparsers(dest="bundle_command", required=True)
+    ref = bsub2.add_parser("refit", help="refit a bundle's one-class detector on a folder of your own real photos")
+    ref.add_argument("--reals", type=Path, required=True, help="folder of real photos (searched recursively)")
+    ref.add_argument("--from", dest="source", type=Path, required=True, help="the bundle to start from")
+    ref.add_argument("--out", type=Path, required=True, help="folder of the new bundle")
+    ref.add_argument("--quiet", action="store_true")
+    ref.set_defaults(func=cmd_bundle_refit)
+    off = bsub2.add_parser("from-official", help="a bundle from the authors' released checkpoints")
+    off.add_argument("--backbone", type=Path, required=True, help="the authors' pretext checkpoint (pretrained.pth)")
+    off.add_argument("--binary", type=Path, default=None, help="the authors' binary checkpoint (bc/pretrained.pth)")
+    off.add_argument("--reals", type=Path, required=True, help="folder of real photos to fit the one-class detector")
+    off.add_argument("--out", type=Path, required=True, help="folder of the new bundle")
+    off.add_argument("--max-patches", type=int, default=256, help="patches per image at most (default 256)")
+    off.add_argument("--quiet", action="store_true")
+    off.set_defaults(func=cmd_bundle_from_official)
+
     det = sub.add_parser("detect", help="score image files and folders with both detectors (pixels only)",
                          description="Scores every image with the one-class GMM (log-likelihood; low = AI-generated) "
                                      "and the binary detector (P(fake)). EXIF is never read. Exit status 1 if "
                                      "any file could not be scored.")
     det.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
-    det.add_argument("--bundle", type=Path, default=None, help="model bundle (default results/demo/bundle)")
+    det.add_argument("--bundle", type=Path, default=None,
+                     help="model bundle (default: the shipped reference, results/extended/bundle; "
+                          "results/demo/bundle for the demo's own)")
     fmt = det.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable JSON")
     fmt.add_argument("--csv", action="store_true", help="CSV on standard output")

@@ -63,9 +63,18 @@ class Profile:
         return PretextConfig.from_dict({"seed": self.seed, **self.pretext, **overrides})
 
     def oneclass_config(self, **overrides):
+        """The profile's shipped one-class setting (``method``), or another one by override. The
+        ``[oneclass.small_sample]`` table applies only to the small-sample method."""
         from .oneclass import OneClassConfig
 
-        return OneClassConfig(**{**self.oneclass, **overrides})
+        base = {k: v for k, v in self.oneclass.items() if k != "small_sample"}
+        merged = {**base, **overrides}
+        if merged.get("method") == "small_sample":
+            merged = {**base, **self.oneclass.get("small_sample", {}), **overrides}
+        return OneClassConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()})
+
+    def oneclass_small_sample_config(self):
+        return self.oneclass_config(method="small_sample")
 
     def binary_config(self, **overrides):
         """Same extractor architecture as the pretext run: the frozen copy is that extractor."""
@@ -80,7 +89,8 @@ class Profile:
 
         pre = self.pretext_config()
         return profile_splits(manifest, self.evaluation.get("seen_generators", ()), pre.holdout_fraction,
-                              pre.seed, name=self.name)
+                              pre.seed, name=self.name,
+                              train_on_cameras=self.evaluation.get("train_on_camera_photos", False))
 
 
 def available_profiles() -> list[str]:

@@ -10,6 +10,7 @@ threshold, vocabularies, kit version, data manifest hash, file hashes), ``extrac
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -20,29 +21,40 @@ import torch
 
 from . import __version__
 from .binary import BinaryModel
-from .data.images import ImageLoadError, load_rgb
+from .data.images import FailureReport, ImageLoadError, load_rgb
 from .data.manifest import sha256_file
 from .model.extractor import Extractor, ExtractorConfig
-from .oneclass import OneClassDetector
+from .oneclass import OneClassConfig, OneClassDetector
 from .patches import grid_patches, to_tensor
 
 BUNDLE_FORMAT = 1
 
 
-def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetector, binary: BinaryModel, *,
+def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetector, binary: BinaryModel | None, *,
                 max_patches: int | None, vocabularies: dict | None = None, profile: str = "",
-                manifest_sha256: str = "") -> Path:
+                manifest_sha256: str = "", binary_threshold: float = 0.5, binary_validation: dict | None = None,
+                extra: dict | None = None) -> Path:
+    """``binary_validation`` (accuracies at the threshold on the run's validation images) is what the
+    guard rail in :class:`Detector` reads; ``extra`` is stored as is (model card facts). ``binary`` None
+    makes a one-class-only bundle."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(extractor.state_dict(), out / "extractor.pt")
-    torch.save({k: v for k, v in binary.state_dict().items() if not k.startswith("frozen.")}, out / "binary.pt")
+    names = ["extractor.pt", "gmm.npz", "gmm.json"]
+    if binary is not None:
+        torch.save({k: v for k, v in binary.state_dict().items() if not k.startswith("frozen.")}, out / "binary.pt")
+        names.append("binary.pt")
+    else:
+        (out / "binary.pt").unlink(missing_ok=True)
     oneclass.save(out / "gmm")
-    files = {name: sha256_file(out / name) for name in ("extractor.pt", "binary.pt", "gmm.npz", "gmm.json")}
+    files = {name: sha256_file(out / name) for name in names}
     meta = {"format": BUNDLE_FORMAT, "exifkit_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "profile": profile, "training_manifest_sha256": manifest_sha256,
             "extractor": {**asdict(extractor.config), "convs_per_stage": list(extractor.config.convs_per_stage)},
-            "max_patches": max_patches, "oneclass_threshold": oneclass.threshold, "binary_threshold": 0.5,
+            "max_patches": max_patches, "oneclass_threshold": oneclass.threshold, "binary_threshold": binary_threshold,
+            "oneclass_density": oneclass.density, "oneclass_method": oneclass.config.method,
+            "binary_validation": binary_validation, **(extra or {}),
             "vocabularies": {k: list(v.classes) for k, v in (vocabularies or {}).items()}, "files": files}
     (out / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
@@ -52,26 +64,56 @@ class BundleError(Exception):
     pass
 
 
+DEGENERATE_BELOW = 0.2
+
+
+def guard_rails(meta: dict) -> list[str]:
+    """Warnings for detectors whose verdicts were degenerate on the bundle's own validation images
+    (real or fake accuracy below 0.2 at the shipped threshold): their verdicts are not informative."""
+    out = []
+    for key, name in (("oneclass_validation", "one-class"), ("binary_validation", "binary")):
+        if key == "binary_validation" and "binary.pt" not in meta.get("files", {"binary.pt": ""}):
+            continue
+        v = meta.get(key) or {}
+        low = [f"{cls} accuracy {v[f'{cls}_acc']:.2f}" for cls in ("real", "fake")
+               if v.get(f"{cls}_acc") is not None and v[f"{cls}_acc"] < DEGENERATE_BELOW]
+        if low:
+            out.append(f"the {name} detector of this bundle is degenerate on its own validation images "
+                       f"({', '.join(low)} over {v.get('validation_images', '?')} images): its verdicts say "
+                       "nothing about your images")
+    if not meta.get("oneclass_validation") and not meta.get("binary_validation"):
+        out.append("this bundle records no validation accuracy: nothing shows its verdicts are informative")
+    return out
+
+
 @dataclass
 class Score:
     path: str
     loglik: float
     oneclass_verdict: str
-    p_fake: float
-    binary_verdict: str
+    p_fake: float  # NaN when the bundle has no binary detector
+    binary_verdict: str  # "real", "AI-generated", or "n/a" without a binary detector
     patches: int
 
 
 class Detector:
     """Both detectors of a bundle. ``score`` takes a path, a PIL image or an RGB uint8 array."""
 
-    def __init__(self, extractor: Extractor, oneclass: OneClassDetector, binary: BinaryModel,
+    def __init__(self, extractor: Extractor, oneclass: OneClassDetector, binary: BinaryModel | None,
                  max_patches: int | None, meta: dict):
-        self.extractor, self.oneclass, self.binary = extractor.eval(), oneclass, binary.eval()
+        self.extractor, self.oneclass = extractor.eval(), oneclass
+        self.binary = binary.eval() if binary is not None else None
         self.max_patches, self.meta = max_patches, meta
+        self.binary_threshold = float(meta.get("binary_threshold", 0.5))
+        self.warnings = guard_rails(meta)
 
     @classmethod
-    def from_bundle(cls, path: str | Path) -> "Detector":
+    def from_bundle(cls, path: str | Path | None = None) -> "Detector":
+        """``path`` None: the shipped reference bundle (see :func:`default_bundle`)."""
+        if path is None:
+            from .config import find_root
+
+            path = default_bundle(find_root())
         root = Path(path)
         meta_file = root / "bundle.json"
         if not meta_file.is_file():
@@ -88,8 +130,10 @@ class Detector:
         config = ExtractorConfig(**raw)
         extractor = Extractor(config)
         extractor.load_state_dict(torch.load(root / "extractor.pt", map_location="cpu", weights_only=True))
-        binary = BinaryModel(config, Extractor(config))
-        binary.load_state_dict(torch.load(root / "binary.pt", map_location="cpu", weights_only=True), strict=False)
+        binary = None
+        if "binary.pt" in meta["files"]:
+            binary = BinaryModel(config, Extractor(config))
+            binary.load_state_dict(torch.load(root / "binary.pt", map_location="cpu", weights_only=True), strict=False)
         return cls(extractor, OneClassDetector.load(root / "gmm.json"), binary, meta["max_patches"], meta)
 
     @torch.inference_mode()
@@ -101,9 +145,13 @@ class Detector:
         patches = grid_patches(image, self.extractor.config.patch_size, self.max_patches)
         x = to_tensor(patches)[None]
         loglik = float(self.oneclass.score(self.extractor.embed(x).numpy())[0])
-        p_fake = float(self.binary.fake_probability(x)[0, 0])
+        if self.binary is None:
+            p_fake, verdict = float("nan"), "n/a"
+        else:
+            p_fake = float(self.binary.fake_probability(x)[0, 0])
+            verdict = "AI-generated" if p_fake > self.binary_threshold else "real"
         return Score(name, loglik, "real" if loglik > self.oneclass.threshold else "AI-generated", p_fake,
-                     "AI-generated" if p_fake > 0.5 else "real", len(patches))
+                     verdict, len(patches))
 
     def score_paths(self, paths):
         """Scores for every readable file; an unreadable one becomes an error entry, the rest go on."""
@@ -118,6 +166,103 @@ class Detector:
             else:
                 results.append(self.score(image, name=str(path)))
         return results, errors
+
+
+def write_reference_scores(bundle: str | Path, demo_profile) -> Path:
+    """Scores of a few committed demo files (one per kind) written next to a bundle, so a test can
+    check that the shipped weights still give them on any machine."""
+    from .config import data_store
+
+    store = data_store(demo_profile)
+    picks, seen = [], set()
+    for entry in store.manifest:
+        if entry.is_image and entry.kind not in seen:
+            seen.add(entry.kind)
+            picks.append(entry)
+    detector = Detector.from_bundle(bundle)
+    files = []
+    for entry in picks:
+        s = detector.score(store.path(entry))
+        files.append({"path": str(store.path(entry).relative_to(demo_profile.root)), "sha256": entry.sha256,
+                      "kind": entry.kind, "loglik": s.loglik, "p_fake": s.p_fake,
+                      "oneclass_verdict": s.oneclass_verdict, "binary_verdict": s.binary_verdict})
+    out = Path(bundle) / "reference_scores.json"
+    out.write_text(json.dumps({"files": files}, indent=2) + "\n")
+    return out
+
+
+def _fit_reals(extractor: Extractor, reals_dir: str | Path, max_patches: int | None, config: OneClassConfig,
+               progress: bool = True) -> tuple[OneClassDetector, dict, FailureReport]:
+    """The small-sample one-class density fitted on a folder of real photos: part held out to set the
+    threshold, its false-positive rate on those held-out reals reported."""
+    from .features import folder_features
+
+    files = expand_paths([reals_dir])
+    if not files:
+        raise BundleError(f"{reals_dir}: no image files")
+    feats, ok, failures = folder_features(extractor, files, max_patches=max_patches, progress=progress)
+    detector = OneClassDetector(config).fit(feats)
+    digest = hashlib.sha256("".join(sorted(sha256_file(f) for f, o in zip(files, ok) if o)).encode()).hexdigest()
+    report = {"reals": int(ok.sum()), "unreadable": len(failures), "fitted_on": detector.n_train,
+              "held_out_for_threshold": detector.n_calibration, "density": detector.density,
+              "held_out_real_acc": detector.calibration_real_acc,
+              "held_out_false_positive_rate": 1 - detector.calibration_real_acc, "reals_sha256": digest}
+    return detector, report, failures
+
+
+def refit_bundle(source: str | Path, reals_dir: str | Path, out: str | Path, config: OneClassConfig | None = None,
+                 progress: bool = True) -> tuple[Path, dict, FailureReport]:
+    """A copy of ``source`` whose one-class detector is refitted on the user's own real photos (the
+    extractor and the binary detector are kept): the one-class method needs reals only."""
+    det = Detector.from_bundle(source)
+    config = config or OneClassConfig(method="small_sample", threshold_percentile=5.0)
+    oneclass, report, failures = _fit_reals(det.extractor, reals_dir, det.max_patches, config, progress)
+    meta = det.meta
+    path = save_bundle(out, det.extractor, oneclass, det.binary, max_patches=det.max_patches,
+                       profile=f"{meta.get('profile', '')} refitted on {Path(reals_dir).name}",
+                       manifest_sha256=meta.get("training_manifest_sha256", ""),
+                       binary_threshold=det.binary_threshold, binary_validation=meta.get("binary_validation"),
+                       extra={"oneclass_validation": {"real_acc": report["held_out_real_acc"], "fake_acc": None,
+                                                      "validation_images": report["held_out_for_threshold"]},
+                              "refit": {"from": str(source), **report}})
+    return path, report, failures
+
+
+def bundle_from_official(backbone: str | Path, reals_dir: str | Path, out: str | Path, binary: str | Path | None = None,
+                         max_patches: int | None = 256, config: OneClassConfig | None = None,
+                         progress: bool = True) -> tuple[Path, dict, FailureReport]:
+    """A bundle from the authors' released checkpoints: their pretext backbone for the one-class detector
+    (fitted here on ``reals_dir``, as they release no mixture) and, if given, their binary detector."""
+    from .binary import from_official
+    from .model.official import load_official
+
+    pretext = load_official(backbone)
+    if pretext.kind != "pretext":
+        raise BundleError(f"{backbone}: a {pretext.kind} checkpoint; --backbone takes the pretext one")
+    detector_binary = None
+    if binary is not None:
+        official = load_official(binary)
+        if official.kind != "binary":
+            raise BundleError(f"{binary}: a {official.kind} checkpoint; --binary takes the binary one")
+        detector_binary = from_official(official)
+    config = config or OneClassConfig(method="small_sample", threshold_percentile=5.0)
+    oneclass, report, failures = _fit_reals(pretext.extractor, reals_dir, max_patches, config, progress)
+    path = save_bundle(out, pretext.extractor, oneclass, detector_binary, max_patches=max_patches,
+                       profile="official checkpoints", manifest_sha256="",
+                       extra={"oneclass_validation": {"real_acc": report["held_out_real_acc"], "fake_acc": None,
+                                                      "validation_images": report["held_out_for_threshold"]},
+                              "official": {"backbone": str(backbone), "backbone_sha256": sha256_file(backbone),
+                                           "binary": None if binary is None else str(binary),
+                                           "binary_sha256": None if binary is None else sha256_file(binary)},
+                              "refit": report})
+    return path, report, failures
+
+
+def default_bundle(root: Path) -> Path:
+    """The shipped reference bundle (trained on the extended profile); the demo's bundle only when a
+    checkout lacks it."""
+    reference = Path(root) / "results" / "extended" / "bundle"
+    return reference if (reference / "bundle.json").is_file() else Path(root) / "results" / "demo" / "bundle"
 
 
 def expand_paths(items) -> list[Path]:

@@ -56,6 +56,18 @@ def tpr_at_fpr(labels, scores, fpr: float = 0.05) -> float:
     return float(t[f <= fpr].max())
 
 
+def balanced_threshold(labels, scores) -> float:
+    """The threshold (score > threshold = fake) that maximises the mean of real and fake accuracy, set
+    on *validation* data; midway between neighbouring scores, so it does not sit on a sample."""
+    labels, scores = _check(labels, scores)
+    if len(np.unique(labels)) < 2:
+        raise ValueError("a threshold needs both real and fake validation images")
+    cut = np.unique(scores)
+    candidates = np.r_[cut[0] - 1e-6, (cut[:-1] + cut[1:]) / 2, cut[-1] + 1e-6]
+    balanced = [(class_accuracy(labels, scores, t, 0) + class_accuracy(labels, scores, t, 1)) / 2 for t in candidates]
+    return float(candidates[int(np.argmax(balanced))])
+
+
 @dataclass
 class Summary:
     values: dict[str, float]

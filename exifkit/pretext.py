@@ -27,8 +27,8 @@ from .exif.schema import (MISSING_CLASS, TAGS, ExifLabels, LabelConfig, Vocabula
 from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
 from .patches import grid_patches, random_patches, to_tensor
-from .train import (Distributed, MetricsLog, batch_positions, close_distributed, load_checkpoint, resume_state,
-                    rng_state, save_checkpoint, setup_run)
+from .train import (Distributed, MetricsLog, autocast, batch_positions, close_distributed, load_checkpoint,
+                    resolve_precision, resume_state, rng_state, save_checkpoint, setup_run)
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,14 @@ class PretextConfig:
     seed: int = 0
     max_side: int = 512  # decoded photos are centre-cropped to this (never resized: that would erase traces)
     holdout_fraction: float = 0.2
+    # Training-side validation: this share of the *training* photos is kept out of training and scored
+    # every ``validate_every`` steps; the best step is kept as best.pt. The held-out (test) photos are
+    # never looked at while training.
+    validation_fraction: float = 0.0
+    validate_every: int = 100
     eval_max_patches: int = 64
     device: str = "auto"
+    precision: str = "auto"  # "bf16" autocast where the hardware runs it natively, else "fp32"
 
     @classmethod
     def from_dict(cls, raw: dict) -> "PretextConfig":
@@ -184,9 +190,13 @@ class PretextModel(nn.Module):
         return [o[:b] for o in outs], [o[b:] for o in outs]
 
 
-def pretext_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, config: PretextConfig):
-    """One optimisation step on a batch of pairs (what the trainer and the benchmark time)."""
-    out1, out2 = net(batch["x1"], batch["x2"])
+def pretext_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, config: PretextConfig,
+                 precision: str = "fp32"):
+    """One optimisation step on a batch of pairs (what the trainer and the benchmark time); the loss is
+    taken in fp32 whatever the forward pass ran in."""
+    with autocast(batch["x1"].device, precision):
+        out1, out2 = net(batch["x1"], batch["x2"])
+    out1, out2 = [o.float() for o in out1], [o.float() for o in out2]
     loss, per_tag = pretext_loss(out1, out2, batch, config.ties_label, config.tag_weights)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -207,13 +217,21 @@ def _vocab_lists(vocabs: dict[str, Vocabulary]) -> dict[str, list[str]]:
     return {k: list(v.classes) for k, v in vocabs.items()}
 
 
+def validation_score(table: pd.DataFrame) -> float:
+    """One number per validation pass: the mean gain over the baselines across the tags that could be scored."""
+    return float(table["gain"].dropna().mean()) if table["gain"].notna().any() else math.nan
+
+
 def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, resume: bool = False,
-                  progress: bool = True) -> TrainResult:
-    """Train (or continue) a pretext run; checkpoints ``out_dir/last.pt`` every ``checkpoint_every`` steps."""
+                  progress: bool = True, validation: PhotoSet | None = None) -> TrainResult:
+    """Train (or continue) a pretext run; checkpoints ``out_dir/last.pt`` every ``checkpoint_every`` steps.
+    With ``validation`` photos, scores them every ``validate_every`` steps (``validation.csv``) and keeps
+    the best step's weights in ``best.pt``."""
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
     device, ctx = setup_run(config.device, config.seed)
+    precision = resolve_precision(config.precision, device)
     sizes = head_sizes({k: len(v.classes) for k, v in photos.labels.vocabularies.items()})
     model = PretextModel(config.extractor, sizes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -226,11 +244,30 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
                      [f"loss_{t.name}" for t in TAGS], resume_step=start if resume else None) \
         if ctx.is_main else None
 
+    val_log = MetricsLog(out / "validation.csv", ["step", "score"] + [t.name for t in TAGS],
+                         resume_step=start if resume else None) if (ctx.is_main and validation is not None) else None
+
+    def validate(step: int):
+        if val_log is None or not len(validation):
+            return
+        table = evaluate_pretext(model, validation, photos.labels, config.eval_max_patches)
+        model.train()
+        score = validation_score(table)
+        val_log.append({"step": step, "score": round(score, 5),
+                        **{r.tag: round(r.score, 5) for r in table.itertuples()}})
+        best = out / "best.pt"
+        previous = load_checkpoint(best)["validation_score"] if best.exists() else -math.inf
+        if score > previous:
+            save_checkpoint(best, {"step": step, "model": model.state_dict(), "validation_score": score,
+                                   "config": config.to_dict(), "head_sizes": list(sizes),
+                                   "vocabularies": _vocab_lists(photos.labels.vocabularies)})
+
     def checkpoint(step: int):
         if ctx.is_main:
             save_checkpoint(ckpt_path, {"step": step, "model": model.state_dict(),
                                         "optimizer": optimizer.state_dict(), "rng": rng_state(),
-                                        "config": config.to_dict(), "head_sizes": list(sizes),
+                                        "config": config.to_dict(), "precision_used": precision,
+                                        "head_sizes": list(sizes),
                                         "vocabularies": _vocab_lists(photos.labels.vocabularies)})
 
     net.train()
@@ -241,7 +278,7 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
         first, second, seeds = pair_batch(len(photos), step, config.batch_pairs, config.seed, ctx.rank, ctx.world_size)
         batch = {k: v.to(device) for k, v in make_batch(photos, first, second, seeds, config.n_patches,
                                                           config.extractor.patch_size).items()}
-        loss, per_tag = pretext_step(net, optimizer, batch, config)
+        loss, per_tag = pretext_step(net, optimizer, batch, config, precision)
         window_pairs += config.batch_pairs * ctx.world_size
         done = step + 1
         if log is not None and (done % config.log_every == 0 or done == config.steps):
@@ -251,6 +288,9 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
                         "seconds": round(now - t0, 2), **{f"loss_{k}": v.item() for k, v in per_tag.items()}})
             bar.set_postfix(loss=f"{loss.item():.3f}", pairs_s=f"{rate:.1f}")
             window_t, window_pairs = now, 0
+        if validation is not None and config.validate_every and (done % config.validate_every == 0
+                                                                   or done == config.steps):
+            validate(done)
         if done % config.checkpoint_every == 0 or done == config.steps:
             checkpoint(done)
     seconds = time.perf_counter() - t0
@@ -276,6 +316,14 @@ def _check_replicas(model: nn.Module, ctx: Distributed) -> None:
     dist.all_gather(gathered, digest)
     if any(not torch.equal(g, gathered[0]) for g in gathered):
         raise RuntimeError(f"replicas diverged: weight digests {[g.tolist() for g in gathered]}")
+
+
+def trained_checkpoint(run_dir: str | Path) -> Path:
+    """The weights a finished run stands for: the step chosen on validation photos (best.pt) when the
+    run validated, else the last step."""
+    run_dir = Path(run_dir)
+    best = run_dir / "best.pt"
+    return best if best.exists() else run_dir / "last.pt"
 
 
 def load_pretext(path: str | Path) -> tuple[PretextModel, PretextConfig, dict[str, Vocabulary]]:
@@ -341,17 +389,23 @@ def run_pretext(paths, records, config: PretextConfig, out_dir: str | Path, labe
                 resume: bool = False, progress: bool = True):
     """Split, decode, train and evaluate: what the notebook and the CLI both call."""
     train_idx, hold_idx = split_indices(len(paths), config.holdout_fraction, config.seed)
+    val_idx = np.array([], dtype=int)
+    if config.validation_fraction > 0:
+        keep, val = split_indices(len(train_idx), config.validation_fraction, config.seed + 1)
+        train_idx, val_idx = train_idx[keep], train_idx[val]
     train = load_photos([paths[i] for i in train_idx], [records[i] for i in train_idx], config.max_side, label_config)
     heldout = load_photos([paths[i] for i in hold_idx], [records[i] for i in hold_idx], config.max_side,
                           label_config, vocabularies=train.labels.vocabularies)
-    result = train_pretext(config, train, out_dir, resume=resume, progress=progress)
+    validation = load_photos([paths[i] for i in val_idx], [records[i] for i in val_idx], config.max_side,
+                             label_config, vocabularies=train.labels.vocabularies) if len(val_idx) else None
+    result = train_pretext(config, train, out_dir, resume=resume, progress=progress, validation=validation)
     if int(os.environ.get("RANK", "0")) != 0:
         return result, None, train, heldout  # under torchrun only rank 0 evaluates
-    model, _, _ = load_pretext(result.checkpoint)
+    model, _, _ = load_pretext(trained_checkpoint(out_dir) if validation is not None else result.checkpoint)
     table = evaluate_pretext(model, heldout, train.labels, config.eval_max_patches)
     return result, table, train, heldout
 
 
 __all__ = ["PretextConfig", "PhotoSet", "PretextModel", "TrainResult", "evaluate_pretext", "load_photos",
-           "load_pretext", "make_batch", "pair_batch", "pretext_loss", "pretext_step", "ranking_loss", "run_pretext",
+           "load_pretext", "make_batch", "trained_checkpoint", "pair_batch", "pretext_loss", "pretext_step", "ranking_loss", "run_pretext",
            "split_indices", "train_pretext"]

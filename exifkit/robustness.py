@@ -26,7 +26,7 @@ def _scores(extractor, head, model_id: str, protocol: Protocol, suite: Suite, st
 
 def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore, cache_root: Path, *,
                        extractor=None, oneclass=None, binary=None, max_patches: int | None = None,
-                       bootstrap: int = 0, seed: int = 0, progress: bool = True):
+                       bootstrap: int = 0, seed: int = 0, progress: bool = True, binary_threshold: float = 0.5):
     """Per (protocol, detector, generator) metrics; failures per protocol are returned, not hidden."""
     tables, failures = [], {}
     for protocol in protocols:
@@ -35,14 +35,14 @@ def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore
                                   protocol, suite, store, cache_root, max_patches, "feature", progress)
             scores = {k: float(-oneclass.score(np.asarray(v)[None])[0]) for k, v in feats.items()}
             t = suite_table(suite, scores, -oneclass.threshold, bootstrap, seed)
-            t.insert(0, "detector", "one-class GMM")
+            t.insert(0, "detector", "one-class GMM")  # the name of the column value; any one-class density
             t.insert(0, "protocol", protocol.id)
             tables.append(t)
             failures[(protocol.id, "one-class")] = fail
         if binary is not None:
             probs, fail = _scores(binary.extractor, binary.fake_probability_of, "binary-" + weights_hash(binary),
                                   protocol, suite, store, cache_root, max_patches, "pfake", progress)
-            t = suite_table(suite, {k: float(v[0]) for k, v in probs.items()}, 0.5, bootstrap, seed)
+            t = suite_table(suite, {k: float(v[0]) for k, v in probs.items()}, binary_threshold, bootstrap, seed)
             t.insert(0, "detector", "binary")
             t.insert(0, "protocol", protocol.id)
             tables.append(t)

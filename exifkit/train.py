@@ -3,7 +3,9 @@ atomic checkpoints that resume exactly, and a metrics CSV that survives interrup
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,49 @@ def setup_run(device_name: str, seed: int) -> tuple[torch.device, Distributed]:
         device = torch.device("cuda", ctx.local_rank)
     torch.manual_seed(seed)
     return device, ctx
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+log = logging.getLogger("exifkit.train")
+
+
+def bf16_supported(device: torch.device) -> tuple[bool, str]:
+    """Whether bf16 autocast pays off here, and why not when it does not. On CPUs without native bf16
+    (AVX512-BF16 or AMX) PyTorch emulates it and training gets slower, not faster."""
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return True, ""
+        return False, f"{torch.cuda.get_device_name(device)} has no native bf16"
+    if device.type == "cpu":
+        flags = ""
+        with contextlib.suppress(OSError):
+            flags = Path("/proc/cpuinfo").read_text()
+        if any(f in flags for f in (" avx512_bf16", " amx_bf16")):
+            return True, ""
+        return False, "the CPU has no native bf16 instructions (avx512_bf16 or amx_bf16)"
+    return False, f"bf16 autocast is not used on {device.type}"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" is bf16 where the hardware runs it natively, fp32 elsewhere (logged, with the reason).
+    An explicit "bf16" is honoured even when emulated: it is what the user asked for."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    ok, why = bf16_supported(device)
+    if not ok:
+        log.warning("training in fp32: %s", why)
+    return "bf16" if ok else "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward pass under bf16 autocast, or nothing. Convolutions, matrix products and attention run
+    in bf16; the covariance square root runs in fp32 (see ``covariance_pool``), LayerNorm accumulates
+    its statistics in fp32 inside PyTorch's kernel, and losses are taken on fp32 casts of the outputs."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:

@@ -95,12 +95,16 @@ display(sizes)
 # %% [markdown]
 # ## 4. Contact sheet
 # Three files per generator (or per real source). The CNNDetection files still carry the coloured
-# border that gives their label away (yellow = fake, grey = real); later stages crop it off.
+# border that gives their label away (yellow = fake, grey = real); later stages crop it off. Only
+# files whose licence allows redistribution are drawn (no ImageNet, nothing without a stated licence),
+# so the executed notebook can be published.
 
 # %%
 frame["group"] = frame["generator"].where(frame["generator"] != "", frame["kind"])
 frame["group"] = frame["label"] + ": " + frame["group"]
-sample = sample_per_group(frame, "group", thumbnails_per_group, seed)
+shareable = {e.path for e in image_entries if e.redistributable}
+print(f"{len(shareable)} of {len(image_entries)} images may be shown; the others are left out of the sheet")
+sample = sample_per_group(frame[frame["path"].isin(shareable)], "group", thumbnails_per_group, seed)
 root_of = {p: s for p, s in zip(frame["path"], paths)}
 fig = contact_sheet([root_of[p] for p in sample["path"]], list(sample["group"]), ncols=8)
 save_figure(fig, out / "figures", "contact_sheet")

@@ -53,7 +53,7 @@ from exifkit.exif.schema import LabelConfig
 from exifkit.model import count_trainable, save_official
 from exifkit.model.extractor import Extractor
 from exifkit.patches import random_patches, random_positions
-from exifkit.pretext import load_pretext, run_pretext
+from exifkit.pretext import load_pretext, run_pretext, trained_checkpoint
 from exifkit.report import (save_figure, save_table, scrambled_patches_figure, srm_residual_figure,
                             training_curve)
 
@@ -95,7 +95,11 @@ save_figure(scrambled_patches_figure(photo, corners, patches), out / "figures", 
 # ## Train
 # Photos are split by file into training and held-out sets (seeded). Vocabularies are built on the
 # training photos only. Checkpoints go to `results/<profile>/pretext/last.pt`; rerun with
-# `resume = True` to continue an interrupted run exactly where it stopped.
+# `resume = True` to continue an interrupted run exactly where it stopped (or to reuse a finished one:
+# the extended reference run was trained by `exifkit pretext train --profile extended`, then this
+# notebook ran with `resume = True`). Where the profile sets `validation_fraction`, that share of the
+# *training* photos is held back and scored every `validate_every` steps; the best step is kept as
+# `best.pt` and is what later notebooks use. The held-out photos below are never looked at in training.
 
 # %%
 label_config = LabelConfig()
@@ -103,7 +107,9 @@ label_config.max_classes.update(prof.exif_max_classes)
 result, table, train_set, heldout_set = run_pretext(paths, records, config, out / "pretext", label_config,
                                                     resume=resume)
 print(f"{len(train_set)} training photos, {len(heldout_set)} held out")
-print(f"{result.steps} steps, {result.seconds:.0f} s, {result.pairs_per_second:.1f} pairs/s")
+metrics = pd.read_csv(result.metrics)
+print(f"{result.steps} steps; {metrics['seconds'].iloc[-1]:.0f} s of training in the last (re)start, "
+      f"{metrics['pairs_per_s'].median():.1f} pairs/s (median over the log); precision {config.precision}")
 if train_set.failures or heldout_set.failures:
     print(train_set.failures.to_markdown(), heldout_set.failures.to_markdown())
 
@@ -114,7 +120,6 @@ if train_set.failures or heldout_set.failures:
 # (FocalLength, FNumber, ExposureTime) moving below 0.69.
 
 # %%
-metrics = pd.read_csv(result.metrics)
 save_figure(training_curve(metrics, ["FocalLength", "FNumber", "ExposureTime", "ISOSpeedRatings", "Make"]),
             out / "figures", "pretext_training_curve")
 
@@ -126,6 +131,13 @@ save_figure(training_curve(metrics, ["FocalLength", "FNumber", "ExposureTime", "
 # zero means the tag taught nothing at this scale; this table is reported whatever it shows.
 
 # %%
+validation_log = out / "pretext" / "validation.csv"
+if validation_log.exists():
+    validation = pd.read_csv(validation_log)
+    best = validation.loc[validation["score"].idxmax()]
+    print(f"training-side validation: mean gain over the baselines per step; kept step {int(best['step'])} "
+          f"(gain {best['score']:.3f})")
+    display(validation.round(3))
 save_table(table.round(4), out / "tables", "pretext_heldout")
 display(table.round(3))
 
@@ -135,5 +147,5 @@ display(table.round(3))
 # checkpoint, so their code can load ours and `exifkit.model.load_official` can load theirs.
 
 # %%
-model, _, _ = load_pretext(result.checkpoint)
+model, _, _ = load_pretext(trained_checkpoint(out / "pretext"))
 print(save_official(out / "pretext" / "pretext_official_format.pth", model.extractor, model.heads))

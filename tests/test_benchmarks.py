@@ -45,3 +45,17 @@ def test_profile_names_the_convolutions(tmp_path):
         # (not asserted to be the top operator: under a loaded CI run, with the other test worker
         # competing for both cores, the profile's shares are not what they are on an idle machine)
         assert fast["winograd_ms_per_image"] > 0 and fast["winograd_direct_equivalent_gflops_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_precision_benchmark_compares_bf16_with_fp32_and_their_loss_curves(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "precision.py"), *QUICK, "--pairs", "1",
+                           "--binary-images", "2", "--curve-steps", "4", "--curve-pairs", "1", "--devices", "cpu",
+                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report["results"]["cpu"]) == {"fp32", "bf16"} and "bf16 / fp32" in proc.stdout
+    assert len(report["results"]["cpu"]["bf16"]["curve_seed0"]) == 4
+    verdict = report["comparison"]["cpu"]
+    assert verdict["fp32_seed0_vs_seed1_mean_abs_loss_gap"] > 0
+    assert isinstance(verdict["bf16_follows_fp32_within_noise"], bool)

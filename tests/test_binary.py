@@ -92,3 +92,54 @@ def test_the_authors_binary_checkpoint_scores_through_the_same_model(tmp_path):
     with torch.no_grad():
         expected = 1 - torch.softmax(reference_forward(trained, x) @ fc_w.T + fc_b, dim=1)[:, :1]
         torch.testing.assert_close(model.fake_probability(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_format_aligned_augmentation_crops_and_always_reencodes(image):
+    big = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    aligned = AugmentConfig(crop=128, resize_p=0, blur_p=0, jpeg_p=1.0, jpeg_quality=(60, 100))
+    outs = [augment(big, np.random.default_rng(k), aligned) for k in range(6)]
+    assert {o.shape for o in outs} == {(128, 128, 3)}
+    assert all(not np.array_equal(o, big[:128, :128]) for o in outs)  # re-encoded, never the raw pixels
+    assert augment(image, np.random.default_rng(0), aligned).shape == (90, 120, 3)  # a smaller image is kept whole
+
+
+def test_balanced_repeats_the_minority_class_without_copying():
+    from exifkit.binary import balanced
+
+    images = [np.full((2, 2, 3), i, np.uint8) for i in range(7)]
+    labels = np.array([0, 0, 0, 0, 0, 1, 1])
+    out, y = balanced(images, labels)
+    assert (y == 0).sum() == (y == 1).sum() == 5
+    assert all(any(o is i for i in images) for o in out)
+
+
+def test_validation_split_is_per_class_and_source_and_keeps_files_whole():
+    from exifkit.binary import validation_split
+    from exifkit.data.manifest import Entry
+    from exifkit.data.suites import Sample
+
+    def sample(i, label, group, view=None):
+        return Sample(Entry(path=f"{group}/{i}.png", sha256=f"{group}{i}", label="fake" if label else "real"),
+                      label, group, view)
+
+    samples = [sample(i, 0, "camera") for i in range(40)] + [sample(i, 1, "gan") for i in range(20)]
+    samples += [sample(i, 1, "grid", (0, 0, t, t)) for i in range(10) for t in (1, 2, 3, 4)]  # 4 tiles per file
+    train, val = validation_split(samples, 0.2, seed=0)
+    assert not {s.entry.sha256 for s in train} & {s.entry.sha256 for s in val}
+    assert len(train) + len(val) == len(samples)
+    by_group = {g: sum(s.group == g for s in val) for g in ("camera", "gan", "grid")}
+    assert by_group == {"camera": 8, "gan": 4, "grid": 8}  # 2 grid files, all 4 tiles each
+    assert validation_split(samples, 0.2, seed=0) == (train, val)
+    assert validation_split(samples, 0.0, seed=0) == (samples, [])
+
+
+def test_bf16_binary_step_takes_fp32_losses():
+    from exifkit.binary import binary_step
+
+    torch.manual_seed(0)
+    model = BinaryModel(TINY, Extractor(TINY))
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    x, y = torch.randn(4, 4, 3, 16, 16), torch.tensor([0, 1, 0, 1])
+    logits, loss, ce, reg, dists = binary_step(model, opt, x, y, 0.05, precision="bf16")
+    assert logits.dtype == loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(d.dtype == torch.float32 for d in dists) and len(dists) == len(TINY.convs_per_stage) + 1

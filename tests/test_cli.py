@@ -59,3 +59,19 @@ def test_extended_verifies_and_fetches_from_the_shared_mirror(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "1624 verified" in out and "0 missing, 0 corrupt" in out
     assert not any(tmp_path.rglob("*.*"))  # everything came from the mirror, nothing was downloaded
+
+
+@pytest.mark.slow
+def test_binary_train_command_trains_against_a_pretext_run(tmp_path, capsys):
+    pre, run = tmp_path / "pretext", tmp_path / "binary"
+    assert main(["binary", "train", "--profile", "demo", "--pretext", str(pre), "--out", str(run)]) == 1
+    assert "no pretext weights" in capsys.readouterr().err
+    assert main(["pretext", "train", "--profile", "demo", "--steps", "1", "--out", str(pre), "--quiet"]) == 0
+    assert main(["binary", "train", "--profile", "demo", "--steps", "2", "--alpha", "0", "--pretext", str(pre),
+                 "--out", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "kept for validation" in out and (run / "last.pt").is_file()
+    from exifkit.train import load_checkpoint
+
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 2 and state["config"]["alpha"] == 0 and state["precision_used"] in ("bf16", "fp32")

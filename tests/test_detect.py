@@ -77,3 +77,91 @@ def test_python_api_is_exposed_at_the_top_level(bundle):
     import exifkit
 
     assert exifkit.Detector is Detector
+
+
+def test_degenerate_bundles_are_flagged_by_detect(tmp_path, demo_camera_paths, capsys):
+    from exifkit.detect import guard_rails
+
+    torch.manual_seed(0)
+    extractor = Extractor(TINY).eval()
+    gmm = OneClassDetector().fit(np.random.default_rng(0).normal(size=(40, TINY.feature_dim)))
+    binary = BinaryModel(TINY, extractor).eval()
+    bad = {"threshold": 0.3, "validation_images": 40, "real_acc": 1.0, "fake_acc": 0.05}
+    path = save_bundle(tmp_path / "b", extractor, gmm, binary, max_patches=8, binary_threshold=0.3,
+                       binary_validation=bad, extra={"oneclass_validation": {"real_acc": 0.9, "fake_acc": 0.8}})
+    det = Detector.from_bundle(path)
+    assert det.binary_threshold == 0.3
+    assert len(det.warnings) == 1 and "binary detector" in det.warnings[0] and "fake accuracy 0.05" in det.warnings[0]
+    assert main(["detect", str(demo_camera_paths[0]), "--bundle", str(path), "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["bundle"]["path"] == str(path) and report["bundle"]["binary_threshold"] == 0.3
+    assert "training_manifest_sha256" in report["bundle"] and report["bundle"]["warnings"] == det.warnings
+    assert "warning: the binary detector" in captured.err
+    assert guard_rails({}) == ["this bundle records no validation accuracy: nothing shows its verdicts are informative"]
+    good = {"binary_validation": {"real_acc": 0.8, "fake_acc": 0.9}}
+    assert guard_rails(good) == []
+
+
+def test_the_reference_bundle_is_the_default_and_the_demo_one_is_opt_in(tmp_path):
+    from exifkit.detect import default_bundle
+
+    assert default_bundle(tmp_path) == tmp_path / "results" / "demo" / "bundle"
+    (tmp_path / "results" / "extended" / "bundle").mkdir(parents=True)
+    (tmp_path / "results" / "extended" / "bundle" / "bundle.json").write_text("{}")
+    assert default_bundle(tmp_path) == tmp_path / "results" / "extended" / "bundle"
+
+
+def _reals_folder(tmp_path, demo_store, n=60):
+    folder = tmp_path / "my_reals"
+    folder.mkdir()
+    for e in [e for e in demo_store.manifest if e.kind == "camera"][:n]:
+        shutil.copy(demo_store.path(e), folder / demo_store.path(e).name)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_bundle_refit_on_the_users_reals_reports_the_heldout_false_positive_rate(bundle, tmp_path, demo_store, capsys):
+    path, _, _ = bundle
+    reals = _reals_folder(tmp_path, demo_store)
+    new = tmp_path / "refit"
+    assert main(["bundle", "refit", "--reals", str(reals), "--from", str(path), "--out", str(new), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["reals"] == 60 and report["unreadable"] == 1 and "notes.txt" in captured.err
+    assert report["held_out_for_threshold"] == 12 and 0 <= report["held_out_false_positive_rate"] <= 0.2
+    det = Detector.from_bundle(new)
+    assert det.oneclass.config.method == "small_sample" and det.meta["refit"]["reals_sha256"] == report["reals_sha256"]
+    assert det.binary is not None and det.warnings == []  # binary kept, one-class validated on held-out reals
+    assert main(["bundle", "refit", "--reals", str(tmp_path / "nowhere"), "--from", str(path),
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+
+
+def test_bundle_from_the_authors_checkpoints(tmp_path, demo_store, capsys):
+    from tests.model.reference_net import synthetic_official_state
+    from tests.model.test_official import _pretext_checkpoint
+
+    _pretext_checkpoint(tmp_path / "pretrained.pth", synthetic_official_state())
+    frozen, trained = synthetic_official_state(1), synthetic_official_state(2)
+    blob = {f"diffusionextractor_pretrained.{k}": v for k, v in frozen.items()}
+    blob |= {f"diffusionextractor_random.{k}": v for k, v in trained.items()}
+    blob |= {"fc.weight": torch.randn(2, 528), "fc.bias": torch.randn(2)}
+    torch.save({"state_net": blob}, tmp_path / "bc.pth")
+    reals = _reals_folder(tmp_path, demo_store)
+    out = tmp_path / "official_bundle"
+    assert main(["bundle", "from-official", "--backbone", str(tmp_path / "pretrained.pth"), "--binary",
+                 str(tmp_path / "bc.pth"), "--reals", str(reals), "--out", str(out), "--max-patches", "4",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    det = Detector.from_bundle(out)
+    assert det.meta["official"]["backbone_sha256"] and det.binary is not None
+    score = det.score(demo_store.path(next(e for e in demo_store.manifest if e.kind == "camera")))
+    assert 0 <= score.p_fake <= 1 and score.patches == 4
+    only = tmp_path / "oneclass_only"
+    assert main(["bundle", "from-official", "--backbone", str(tmp_path / "pretrained.pth"), "--reals", str(reals),
+                 "--out", str(only), "--max-patches", "4", "--quiet"]) == 0
+    det = Detector.from_bundle(only)
+    assert det.binary is None and det.score(reals / sorted(p.name for p in reals.glob("*.jpg"))[0]).binary_verdict == "n/a"
+    assert main(["bundle", "from-official", "--backbone", str(tmp_path / "bc.pth"), "--reals", str(reals),
+                 "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "--backbone takes the pretext one" in capsys.readouterr().err

@@ -42,3 +42,13 @@ def test_bad_inputs():
         metrics.accuracy([0, 1], [0.2], 0.5)
     with pytest.raises(ValueError, match="0 \\(real\\) or 1 \\(fake\\)"):
         metrics.accuracy([0, 2], [0.2, 0.3], 0.5)
+
+
+def test_balanced_threshold_maximises_mean_class_accuracy():
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.9, 0.5, 0.8])
+    t = metrics.balanced_threshold(labels, scores)
+    assert 0.3 < t < 0.5
+    assert metrics.class_accuracy(labels, scores, t, 0) == 0.75 and metrics.class_accuracy(labels, scores, t, 1) == 1
+    with pytest.raises(ValueError, match="both real and fake"):
+        metrics.balanced_threshold(np.zeros(3, int), np.ones(3))

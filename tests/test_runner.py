@@ -27,12 +27,19 @@ def test_demo_notebooks_run_end_to_end(root, tmp_path):
     heldout = (out / "tables" / "pretext_heldout.csv").read_text().splitlines()
     assert len(heldout) == 15 and heldout[0].startswith("tag,kind,metric")
     assert (out / "pretext" / "pretext_official_format.pth").is_file()
-    for table in ("oneclass_pretext", "oneclass_ablation", "binary_alpha0.05", "binary_alpha0", "binary_ablation"):
+    tables = ["oneclass_ablation", "binary_ablation"]
+    tables += [f"oneclass_{x}_{s}_{p}" for x in ("pretext", "random") for s in ("paper", "small_sample")
+               for p in ("raw", "aligned_jpeg95")]
+    tables += [f"binary_{a}_{p}" for a in ("alpha0.05", "alpha0") for p in ("raw", "aligned_jpeg95")]
+    for table in tables:
         rows = (out / "tables" / f"{table}.csv").read_text().splitlines()
         assert len(rows) == 1 + 13 + 1, table  # header, 13 generators, mean
     long = (out / "tables" / "robustness_long.csv").read_text().splitlines()
     assert len(long) == 1 + 14 * 2 * 14  # 14 protocols x 2 detectors x (13 generators + mean)
-    assert (out / "bundle" / "bundle.json").is_file() and (out / "tables" / "robustness_binary_ap.tex").is_file()
+    assert (out / "tables" / "robustness_binary_ap.tex").is_file()
+    bundle = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert bundle["oneclass_method"] == "small_sample" and bundle["binary_validation"]["validation_images"] > 10
+    assert 0 < bundle["binary_threshold"] < 1 and bundle["oneclass_validation"]["fake_acc"] is not None
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["parameters"]["steps"] == 30 and prov["device"]
     assert prov["profile"] == "demo" and prov["seed"] == 0 and prov["packages"]["torch"] != "not installed"

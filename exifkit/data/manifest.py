@@ -56,6 +56,12 @@ class Entry:
         return parts[2] if len(parts) > 2 else ""
 
     @property
+    def redistributable(self) -> bool:
+        """Whether pictures of this file may appear in committed outputs (contact sheets, panels): not
+        when its source states no licence or only ImageNet's research terms (see the data README)."""
+        return may_redistribute(self.license)
+
+    @property
     def is_image(self) -> bool:
         """False for archives and checkpoints, which the ``paper`` manifest also lists."""
         return self.kind not in ("archive", "checkpoint")
@@ -88,6 +94,14 @@ class Manifest:
         frame = pd.DataFrame([asdict(e) for e in self.entries], columns=list(COLUMNS))
         frame["source"] = [e.source for e in self.entries]
         return frame
+
+
+NOT_REDISTRIBUTABLE = ("none stated", "imagenet terms")
+
+
+def may_redistribute(license: str) -> bool:
+    text = license.strip().lower()
+    return bool(text) and not any(text.startswith(p) for p in NOT_REDISTRIBUTABLE)
 
 
 def _validate_relpath(rel: str, where: str) -> str:

@@ -134,10 +134,12 @@ def camera_entries(manifest) -> list[Entry]:
     return [e for e in manifest if e.kind == "camera"]
 
 
-def profile_splits(manifest, seen_generators, holdout_fraction: float, seed: int, name: str = "") -> Splits:
+def profile_splits(manifest, seen_generators, holdout_fraction: float, seed: int, name: str = "",
+                   train_on_cameras: bool = False) -> Splits:
     cameras = camera_entries(manifest)
-    _, hold = split_indices(len(cameras), holdout_fraction, seed)
-    return build_splits(manifest, seen_generators, [cameras[i] for i in hold], name)
+    train, hold = split_indices(len(cameras), holdout_fraction, seed)
+    return build_splits(manifest, seen_generators, [cameras[i] for i in hold], name,
+                        [cameras[i] for i in train] if train_on_cameras else None)
 
 
 def _halves(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
@@ -153,14 +155,17 @@ def _family(entry: Entry) -> str:
 
 
 def build_splits(manifest, seen_generators, camera_test: list[Entry] | None = None,
-                 name: str = "") -> Splits:
+                 name: str = "", camera_train: list[Entry] | None = None) -> Splits:
     """Demo and extended suites from one rule set.
 
     - CNNDetection: per generator, the first half of the reals (sorted by path) trains, the second half
       of reals and fakes tests; fakes of ``seen_generators`` from the first half train the binary detector.
     - Other generated collections: one pair each, tested against held-out camera photos (``camera_test``)
       and, where the manifest has them, the second half of the natural (ImageNet) photos; SD 1.5 grids are
-      split into their four tiles. Natural photos' first half joins the one-class training reals.
+      split into their four tiles. A collection named in ``seen_generators`` is split by file like the
+      CNNDetection ones (a grid's tiles stay together): first half trains, second half tests.
+    - Natural photos' first half, and the pretext side of the camera photos (``camera_train``) when
+      given, join the training reals of both detectors.
     """
     entries = [e for e in manifest if e.is_image]
     cnn = [e for e in entries if e.kind == "cnndetection_testset_web"]
@@ -179,18 +184,28 @@ def build_splits(manifest, seen_generators, camera_test: list[Entry] | None = No
     natural_tr, natural_te = _halves([e for e in entries if e.kind == "natural"])
     oc_train += [Sample(e, 0, "natural (ImageNet)") for e in natural_tr]
     bin_train += [Sample(e, 0, "natural (ImageNet)") for e in natural_tr]
+    oc_train += [Sample(e, 0, "camera (pretext side)") for e in camera_train or []]
+    bin_train += [Sample(e, 0, "camera (pretext side)") for e in camera_train or []]
     test_reals = [Sample(e, 0, "camera (held out)") for e in camera_test or []]
     test_reals += [Sample(e, 0, "natural (ImageNet)") for e in natural_te]
     generated = [e for e in entries if e.kind == "generated"]
-    for family in sorted({_family(e) for e in generated}):
-        fakes = []
-        for e in sorted((e for e in generated if _family(e) == family), key=lambda e: e.path):
+
+    def views(files: list[Entry], family: str) -> list[Sample]:
+        out = []
+        for e in files:
             if "2x2 grid" in e.transform:
-                fakes += [Sample(e, 1, family, (x, y, x + GRID_TILE, y + GRID_TILE))
-                          for y in (0, GRID_TILE) for x in (0, GRID_TILE)]
+                out += [Sample(e, 1, family, (x, y, x + GRID_TILE, y + GRID_TILE))
+                        for y in (0, GRID_TILE) for x in (0, GRID_TILE)]
             else:
-                fakes.append(Sample(e, 1, family))
-        pairs.append(Pair(family, test_reals, fakes, family in seen))
+                out.append(Sample(e, 1, family))
+        return out
+
+    for family in sorted({_family(e) for e in generated}):
+        files = sorted((e for e in generated if _family(e) == family), key=lambda e: e.path)
+        if family in seen:
+            train_files, files = _halves(files)
+            bin_train += views(train_files, family)
+        pairs.append(Pair(family, test_reals, views(files, family), family in seen))
     real_source = ("CNNDetection pairs: the second half of each generator's own reals (LSUN/ImageNet/CelebA "
                    "photos as published with the CNNDetection test set); other generators: held-out camera "
                    "photos" + (" and the second half of the ImageNet sample" if natural_te else ""))

@@ -41,4 +41,8 @@ def upper_triangle(a: torch.Tensor) -> torch.Tensor:
 
 
 def covariance_pool(x: torch.Tensor, iterations: int = 5) -> torch.Tensor:
-    return upper_triangle(newton_schulz_sqrt(covariance(x), iterations))
+    """Always in float32 (float64 stays float64), also under bf16 autocast: the covariance of a map with
+    values near zero and the Newton-Schulz iteration lose their eigenvalue spread in bf16's 8-bit mantissa."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    with torch.autocast(x.device.type, enabled=False):
+        return upper_triangle(newton_schulz_sqrt(covariance(x.to(dtype)), iterations))

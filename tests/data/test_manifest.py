@@ -183,3 +183,12 @@ def test_demo_camera_photos_keep_the_cameras_quantisation_and_exif(demo_store):
         assert before.keys() == after.keys(), e.path
         assert {k: v for k, v in before.items() if k not in resized_tags} == {
             k: v for k, v in after.items() if k not in resized_tags}, e.path
+
+
+def test_only_redistributable_licences_may_be_shown():
+    from exifkit.data.manifest import Entry, may_redistribute
+
+    assert may_redistribute("CC0-1.0") and may_redistribute("MIT") and may_redistribute("CC BY-NC-SA 4.0 (repo LICENSE.txt)")
+    assert not may_redistribute("none stated") and not may_redistribute("")
+    assert not may_redistribute("ImageNet terms (non-commercial research); repo has no license")
+    assert not Entry(path="a.jpg", sha256="x", license="none stated").redistributable

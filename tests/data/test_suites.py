@@ -78,3 +78,21 @@ def test_official_inputs_from_the_papers_archives(tmp_path, demo_camera_paths):
     assert load_sample(reals[0], reals_store).ndim == 3
     again = official_inputs(store, tmp_path / "extracted")  # already extracted: reused
     assert len(again[0].samples()) == len(suite.samples())
+
+
+def test_seen_generated_collections_split_by_file_and_cameras_join_training(demo_store, root):
+    from exifkit.data.suites import camera_entries, profile_splits
+
+    cams = camera_entries(demo_store.manifest)
+    base = profile_splits(demo_store.manifest, ["biggan"], 0.2, 0)
+    more = profile_splits(demo_store.manifest, ["biggan", "sd15_artist_grids_webp"], 0.2, 0, train_on_cameras=True)
+    grid_train = [s for s in more.binary_train if s.group == "sd15_artist_grids_webp"]
+    grid_test = next(p for p in more.suite.pairs if p.generator == "sd15_artist_grids_webp")
+    assert grid_train and grid_test.seen_in_training and len(grid_train) % 4 == 0
+    assert not {s.entry.sha256 for s in grid_train} & {s.entry.sha256 for s in grid_test.fakes}
+    base_grid = next(p for p in base.suite.pairs if p.generator == "sd15_artist_grids_webp")
+    assert len(grid_train) + len(grid_test.fakes) == len(base_grid.fakes)
+    camera_reals = [s for s in more.oneclass_train if s.group == "camera (pretext side)"]
+    assert len(camera_reals) == len(cams) - round(0.2 * len(cams))
+    assert {s.entry.sha256 for s in camera_reals} <= {s.entry.sha256 for s in more.binary_train}
+    more.check_disjoint()

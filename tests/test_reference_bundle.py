@@ -1,0 +1,47 @@
+"""The shipped reference bundle (results/extended/bundle, trained on the extended profile): it loads with
+its file hashes checked, is the default of `exifkit detect`, passes its own guard rails and still gives the
+scores recorded when it was made on committed demo files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exifkit.data.manifest import sha256_file
+from exifkit.detect import Detector, default_bundle
+
+from .conftest import ROOT
+
+BUNDLE = ROOT / "results" / "extended" / "bundle"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector.from_bundle(BUNDLE)
+
+
+def test_the_reference_bundle_is_shipped_small_and_the_default(detector):
+    assert default_bundle(ROOT) == BUNDLE
+    assert Detector.from_bundle().meta["created"] == detector.meta["created"]
+    meta = detector.meta
+    assert meta["profile"] == "extended" and len(meta["training_manifest_sha256"]) == 64
+    assert meta["training_manifest_sha256"] == sha256_file(ROOT / "data_manifests" / "extended.csv")
+    assert sum(p.stat().st_size for p in BUNDLE.iterdir()) < 40 * 2 ** 20
+    assert (BUNDLE / "MODEL_CARD.md").read_text().startswith("# Model card")
+
+
+def test_the_reference_bundle_passes_its_own_guard_rails(detector):
+    assert detector.warnings == []
+    assert detector.meta["binary_validation"]["validation_images"] > 50
+
+
+def test_the_reference_bundle_reproduces_its_recorded_scores(detector):
+    recorded = json.loads((BUNDLE / "reference_scores.json").read_text())["files"]
+    assert len(recorded) >= 3
+    for item in recorded:
+        path = ROOT / item["path"]
+        assert sha256_file(path) == item["sha256"], path
+        score = detector.score(path)
+        assert score.loglik == pytest.approx(item["loglik"], rel=1e-3, abs=1e-2), path
+        assert score.p_fake == pytest.approx(item["p_fake"], abs=1e-3), path
