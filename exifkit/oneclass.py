@@ -158,11 +158,14 @@ class OneClassDetector:
         return float(ordered[int(np.floor(percentile / 100 * len(ordered)))])
 
     def fit(self, features: np.ndarray) -> "OneClassDetector":
+        """Fitted in float64: on a few hundred float32 features EM fails outright with "ill-defined
+        empirical covariance" where float64 converges (measured on the extended profile's 648 reals)."""
         c = self.config
+        features = np.asarray(features, dtype=np.float64)
         if len(features) < c.n_components:
             raise ValueError(f"{len(features)} training features for {c.n_components} mixture components")
         if c.method == "small_sample":
-            return self._fit_small_sample(np.asarray(features, dtype=float))
+            return self._fit_small_sample(features)
         self.gmm = GaussianMixture(n_components=c.n_components, covariance_type=c.covariance_type,
                                    init_params=c.init_params, random_state=c.random_state,
                                    reg_covar=c.reg_covar, max_iter=c.max_iter).fit(features)
@@ -197,8 +200,9 @@ class OneClassDetector:
     def score(self, features: np.ndarray) -> np.ndarray:
         if self.gmm is None:
             raise RuntimeError("fit or load the detector first")
+        features = np.asarray(features, dtype=np.float64)
         if self.mean is not None:
-            features = (np.asarray(features, dtype=float) - self.mean) / self.scale
+            features = (features - self.mean) / self.scale
         return self.gmm.score_samples(features)
 
     def fake_score(self, features: np.ndarray) -> np.ndarray:

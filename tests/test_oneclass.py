@@ -82,3 +82,10 @@ def test_the_authors_gmm_on_few_reals_is_diagnosed_as_degenerate():
 def test_small_sample_refuses_too_few_reals():
     with pytest.raises(ValueError, match="too few"):
         OneClassDetector(OneClassConfig(method="small_sample")).fit(_low_rank_reals(30))
+
+
+def test_float32_features_are_fitted_in_float64(features):
+    train, test = features
+    det = OneClassDetector().fit(train.astype(np.float32))
+    assert det.gmm.means_.dtype == np.float64
+    np.testing.assert_allclose(det.score(test.astype(np.float32)), OneClassDetector().fit(train).score(test), rtol=1e-4)
