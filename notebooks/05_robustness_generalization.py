@@ -251,6 +251,7 @@ display(pd.DataFrame(json.loads(check.read_text())["files"]))
 
 # %%
 if not official:
+    from exifkit.model.extractor import count_trainable
     from exifkit.modelcard import model_card
     from exifkit.train import load_checkpoint
 
@@ -268,7 +269,7 @@ if not official:
                    f"weights kept: step {load_checkpoint(trained_checkpoint(out / 'pretext')).get('step')}",
         "binary": f"{int(bin_log['step'].iloc[-1])} steps x {bcfg.batch_images} images, alpha {bcfg.alpha:g}, "
                   f"{bin_log['seconds'].iloc[-1] / 60:.0f} min, precision {bin_state.get('precision_used', 'fp32')}",
-        "extractor parameters": f"{sum(p.numel() for p in extractor.parameters() if p.requires_grad):,}",
+        "extractor parameters": f"{count_trainable(Extractor(pretext_config.extractor)):,} trainable",
     }
     seen_unseen_table = table("binary_seen_unseen")
     card = model_card(profile=prof.name, bundle_meta=json.loads((bundle / "bundle.json").read_text()),
