@@ -19,8 +19,9 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def add_arguments(parser):
-    parser.add_argument("--pairs", type=int, default=8, help="pairs per pretext step")
-    parser.add_argument("--binary-images", type=int, default=16, help="images per binary step")
+    import training
+
+    training.add_arguments(parser)
     parser.add_argument("--curve-steps", type=int, default=40, help="steps of the loss-curve runs")
     parser.add_argument("--curve-pairs", type=int, default=4, help="pairs per step of the loss-curve runs")
 
@@ -45,53 +46,17 @@ def _curve(photos, precision: str, seed: int, steps: int, pairs: int) -> list[fl
 
 
 def workload(precision: str, device: str, args) -> dict:
-    import numpy as np
-    import torch
-
-    from exifkit.binary import BinaryConfig, BinaryModel, binary_batch, binary_step
     from exifkit.config import data_store, load_profile
-    from exifkit.data.images import load_rgb
     from exifkit.exif.read import read_many
-    from exifkit.model import Extractor, ExtractorConfig
-    from exifkit.model.heads import head_sizes
-    from exifkit.pretext import PretextConfig, PretextModel, load_photos, make_batch, pair_batch, pretext_step
+    from exifkit.pretext import load_photos
 
-    from _common import rate
+    import training
 
-    torch.manual_seed(0)
-    store = data_store(load_profile("demo", ROOT))
-    cameras = [store.path(e) for e in store.manifest if e.kind == "camera"][:64]
-    photos = load_photos(cameras, read_many(cameras), max_side=1024)
-    pretext = PretextConfig(extractor=ExtractorConfig(), batch_pairs=args.pairs)
-    model = PretextModel(pretext.extractor, head_sizes({k: len(v.classes)
-                                                       for k, v in photos.labels.vocabularies.items()}))
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=pretext.lr)
-    step = {"n": 0}
-
-    def pretext_steps():
-        first, second, seeds = pair_batch(len(photos), step["n"], pretext.batch_pairs, pretext.seed)
-        batch = make_batch(photos, first, second, seeds, pretext.n_patches, pretext.extractor.patch_size)
-        pretext_step(model, optimizer, {k: v.to(device) for k, v in batch.items()}, pretext, precision)
-        step["n"] += 1
-        return pretext.batch_pairs
-
-    numbers = {"pretext_pairs_per_s": rate(pretext_steps, device, args)}
-    fakes = [store.path(e) for e in store.manifest if e.kind == "generated"][:32]
-    images = [load_rgb(p) for p in cameras[:32] + fakes]
-    labels = np.array([0] * 32 + [1] * len(fakes))
-    config = BinaryConfig(extractor=ExtractorConfig(), batch_images=args.binary_images)
-    binary = BinaryModel(config.extractor, Extractor(config.extractor)).to(device).train()
-    optimizer = torch.optim.Adam([p for p in binary.parameters() if p.requires_grad], lr=config.lr)
-
-    def binary_steps():
-        x, y = binary_batch(images, labels, step["n"], config)
-        binary_step(binary, optimizer, x.to(device), y.to(device), config.alpha, precision=precision)
-        step["n"] += 1
-        return len(y)
-
-    numbers["binary_images_per_s"] = rate(binary_steps, device, args)
+    numbers = training.workload("fast", device, args, precision)
     if device == "cpu":
+        store = data_store(load_profile("demo", ROOT))
+        cameras = [store.path(e) for e in store.manifest if e.kind == "camera"][:64]
+        photos = load_photos(cameras, read_many(cameras), max_side=1024)
         numbers["curve_seed0"] = _curve(photos, precision, 0, args.curve_steps, args.curve_pairs)
         if precision == "fp32":
             numbers["curve_seed1"] = _curve(photos, precision, 1, args.curve_steps, args.curve_pairs)

@@ -20,7 +20,9 @@ def add_arguments(parser):
     parser.add_argument("--binary-images", type=int, default=16, help="images per binary step")
 
 
-def workload(mode: str, device: str, args) -> dict:
+def workload(mode: str, device: str, args, precision: str = "fp32") -> dict:
+    """Pretext pairs/s and binary images/s of the extractor in ``mode`` (``precision.py`` reuses it with
+    the fast mode in both precisions)."""
     import numpy as np
     import torch
 
@@ -49,7 +51,7 @@ def workload(mode: str, device: str, args) -> dict:
     def pretext_steps():
         first, second, seeds = pair_batch(len(photos), step["n"], pretext.batch_pairs, pretext.seed)
         batch = make_batch(photos, first, second, seeds, pretext.n_patches, pretext.extractor.patch_size)
-        pretext_step(model, optimizer, {k: v.to(device) for k, v in batch.items()}, pretext)
+        pretext_step(model, optimizer, {k: v.to(device) for k, v in batch.items()}, pretext, precision)
         step["n"] += 1
         return pretext.batch_pairs
 
@@ -67,7 +69,7 @@ def workload(mode: str, device: str, args) -> dict:
 
     def binary_steps():
         x, y = binary_batch(images, labels, step["n"], config)
-        binary_step(binary, optimizer, x.to(device), y.to(device), config.alpha)
+        binary_step(binary, optimizer, x.to(device), y.to(device), config.alpha, precision=precision)
         step["n"] += 1
         return len(y)
 
