@@ -10,6 +10,7 @@ so it cannot drift to whatever shortcut separates the few training generators.
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,7 +26,7 @@ from .data.suites import Sample, load_sample
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
 from .train import (MetricsLog, autocast, batch_positions, close_distributed, load_checkpoint, resolve_precision,
-                    resume_state, rng_state, save_checkpoint, setup_run)
+                    resume_state, rng_state, save_checkpoint, setup_run, trained_checkpoint)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -99,7 +100,7 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig =
 class BinaryConfig:
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
     alpha: float = 0.05
-    init: str = "random"  # or "pretext": start the trainable extractor from the pretext weights
+    init: str = "random"  # the authors'; "pretext": start the trainable extractor from the frozen one's weights
     lr: float = 1e-3
     steps: int = 1000
     batch_images: int = 100  # per process
@@ -243,6 +244,56 @@ def binary_batch(images: list[np.ndarray], labels: np.ndarray, step: int, config
     return to_tensor(np.stack(sets)), torch.as_tensor(np.array(ys))
 
 
+@dataclass
+class ValidationSet:
+    """Training-side validation images, perturbed and cut into evaluation patches once, so the trainer
+    can score them at every checkpoint without decoding again."""
+    patches: list[torch.Tensor]
+    labels: np.ndarray
+    groups: list[str]
+
+
+def validation_set(samples: list[Sample], store: DataStore, patch_size: int, max_patches: int | None,
+                   protocol=None):
+    """(ValidationSet, FailureReport): each sample under ``protocol`` (None: the raw file), every patch."""
+    from .data.images import FailureReport, ImageLoadError
+    from .patches import grid_patches
+
+    patches, labels, groups, failures = [], [], [], FailureReport()
+    for s in samples:
+        try:
+            image = load_sample(s, store)
+        except ImageLoadError as exc:
+            failures.add(exc)
+            continue
+        image = image if protocol is None else protocol(image, s)
+        patches.append(to_tensor(grid_patches(image, patch_size, max_patches)))
+        labels.append(s.label)
+        groups.append(s.group)
+    return ValidationSet(patches, np.array(labels, dtype=np.int64), groups), failures
+
+
+def aligned_validation(config: BinaryConfig, samples: list[Sample], store: DataStore):
+    """The run's validation images under the format-aligned protocol, the view the shipped threshold is
+    set on: what the CLI and notebook 04 hand to :func:`train_binary`."""
+    from .perturb import load_protocols
+
+    return validation_set(samples, store, config.extractor.patch_size, config.eval_max_patches,
+                          load_protocols()["aligned_jpeg95"])
+
+
+def validation_auc(model: "BinaryModel", validation: ValidationSet) -> float:
+    """Macro ROC-AUC (see :func:`exifkit.metrics.macro_auc`) of P(fake) on the validation images."""
+    from .metrics import macro_auc
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    scores = [float(model.fake_probability(x[None].to(device))[0, 0]) for x in validation.patches]
+    model.train(was_training)
+    return macro_auc(validation.labels, scores, validation.groups)
+
+
 def _as_float(out: ExtractorOutput | None) -> ExtractorOutput | None:
     if out is None:
         return None
@@ -263,7 +314,11 @@ def binary_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tenso
 
 
 def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarray], labels: np.ndarray,
-                 out_dir: str | Path, resume: bool = False, progress: bool = True) -> BinaryTrainResult:
+                 out_dir: str | Path, resume: bool = False, progress: bool = True,
+                 validation: ValidationSet | None = None) -> BinaryTrainResult:
+    """Train (or continue) a binary run; ``out_dir/last.pt`` every ``checkpoint_every`` steps. With
+    ``validation`` images, each checkpoint also scores them (``validation.csv``, macro AUC) and the best
+    step's weights are kept as ``best.pt``: the step is chosen on training-side data, never on tests."""
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
@@ -284,6 +339,19 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,
                      resume_step=start if resume else None) if ctx.is_main else None
+    val_log = MetricsLog(out / "validation.csv", ["step", "macro_auc"], resume_step=start if resume else None) \
+        if (ctx.is_main and validation is not None and len(validation.labels)) else None
+    config_dict = {**asdict(config), "extractor": asdict(config.extractor)}
+
+    def validate(step: int) -> None:
+        score = validation_auc(model, validation)
+        val_log.append({"step": step, "macro_auc": round(score, 5)})
+        best = out / "best.pt"
+        previous = load_checkpoint(best)["validation_score"] if best.exists() else -math.inf
+        if score > previous:
+            save_checkpoint(best, {"step": step, "model": model.state_dict(), "validation_score": score,
+                                   "config": config_dict})
+
     need_frozen = config.alpha > 0 or (log is not None)
     net.train()
     t0 = window_t = time.perf_counter()
@@ -308,11 +376,13 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
         if ctx.is_main and (done % config.checkpoint_every == 0 or done == config.steps):
             save_checkpoint(ckpt_path, {"step": done, "model": model.state_dict(),
                                         "optimizer": optimizer.state_dict(), "rng": rng_state(), "precision_used": precision,
-                                        "config": {**asdict(config), "extractor": asdict(config.extractor)}})
+                                        "config": config_dict})
+            if val_log is not None:
+                validate(done)
     seconds = time.perf_counter() - t0
     close_distributed(ctx)
     trained = (config.steps - start) * config.batch_images * ctx.world_size
-    return BinaryTrainResult(ckpt_path, out / "metrics.csv", seconds, trained / seconds if seconds else 0.0)
+    return BinaryTrainResult(trained_checkpoint(out), out / "metrics.csv", seconds, trained / seconds if seconds else 0.0)
 
 
 def load_binary(path: str | Path, config: ExtractorConfig, frozen: Extractor | None = None) -> BinaryModel:

@@ -136,27 +136,32 @@ def cmd_pretext_train(args) -> int:
 
 
 def cmd_binary_train(args) -> int:
-    from .binary import load_binary, train_binary, training_data
-    from .pretext import load_pretext, trained_checkpoint
+    from .binary import aligned_validation, load_binary, train_binary, training_data
+    from .detect import BundleError, choose_extractor
 
     profile = load_profile(args.profile)
     overrides = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("device", args.device))
                  if v is not None}
     config = profile.binary_config(**overrides)
     results = profile.results_dir()
-    pretext_run = args.pretext or results / "pretext"
-    checkpoint = trained_checkpoint(pretext_run)
-    if not checkpoint.exists():
-        print(f"exifkit binary train: no pretext weights in {pretext_run}; run `exifkit pretext train "
-              f"--profile {args.profile}` first", file=sys.stderr)
+    try:
+        frozen = choose_extractor(args.pretext or "pretext", results, profile.root).extractor
+    except (FileNotFoundError, BundleError) as exc:
+        print(f"exifkit binary train: {exc}", file=sys.stderr)
         return 1
-    frozen = load_pretext(checkpoint)[0].extractor
+    if frozen.config != config.extractor:
+        print(f"exifkit binary train: the extractor of {args.pretext} is not the profile's architecture",
+              file=sys.stderr)
+        return 1
     store = data_store(profile, mirrors=args.mirror)
     images, labels, failures, validation = training_data(config, profile.splits(store.manifest), store)
-    if failures:
-        print(failures.to_markdown(), file=sys.stderr)
+    held, held_failures = aligned_validation(config, validation, store)
+    for report in (failures, held_failures):
+        if report:
+            print(report.to_markdown(), file=sys.stderr)
     out = args.out or results / "binary" / f"alpha={config.alpha:g}"
-    result = train_binary(config, frozen, images, labels, out, resume=args.resume, progress=not args.quiet)
+    result = train_binary(config, frozen, images, labels, out, resume=args.resume, progress=not args.quiet,
+                          validation=held)
     print(f"checkpoint: {result.checkpoint}  ({result.images_per_second:.2f} images/s, {len(images)} training "
           f"images, {len(validation)} kept for validation)")
     load_binary(result.checkpoint, config.extractor, frozen)  # the file loads back
@@ -284,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     btr = bsub.add_parser("train", help="train the binary detector of a profile against its frozen pretext extractor")
     btr.add_argument("--profile", default="demo", choices=available_profiles())
     btr.add_argument("--alpha", type=float, default=None, help="regulariser weight (default: the profile's)")
-    btr.add_argument("--pretext", type=Path, default=None, help="pretext run folder (default results/<profile>/pretext)")
+    btr.add_argument("--pretext", type=Path, default=None, help="the frozen extractor: a pretext run folder (default results/<profile>/pretext) "
+                     "or a bundle folder")
     btr.add_argument("--out", type=Path, default=None, help="run folder (default results/<profile>/binary/alpha=A)")
     btr.add_argument("--steps", type=int, default=None, help="total steps (default: the profile's)")
     btr.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")

@@ -28,25 +28,36 @@ from .oneclass import OneClassConfig, OneClassDetector
 from .patches import grid_patches, to_tensor
 
 BUNDLE_FORMAT = 1
+ABLATION_FILE = "binary_alpha0.pt"
 
 
 def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetector, binary: BinaryModel | None, *,
                 max_patches: int | None, vocabularies: dict | None = None, profile: str = "",
                 manifest_sha256: str = "", binary_threshold: float = 0.5, binary_validation: dict | None = None,
-                extra: dict | None = None) -> Path:
+                extra: dict | None = None, trained_on=None, binary_alpha: float | None = None,
+                ablation: tuple[BinaryModel, dict] | None = None) -> Path:
     """``binary_validation`` (accuracies at the threshold on the run's validation images) is what the
     guard rail in :class:`Detector` reads; ``extra`` is stored as is (model card facts). ``binary`` None
-    makes a one-class-only bundle."""
+    makes a one-class-only bundle. ``trained_on``, the sha256 of every file the models trained or
+    validated on, lets another evaluation leave them out (:meth:`exifkit.data.suites.Suite.excluding`).
+    ``ablation`` (the alpha = 0 binary detector and its validation record) travels along so notebooks
+    can show the regulariser's effect without training; detection never reads it."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(extractor.state_dict(), out / "extractor.pt")
     names = ["extractor.pt", "gmm.npz", "gmm.json"]
-    if binary is not None:
-        torch.save({k: v for k, v in binary.state_dict().items() if not k.startswith("frozen.")}, out / "binary.pt")
-        names.append("binary.pt")
-    else:
-        (out / "binary.pt").unlink(missing_ok=True)
+    for name, model in (("binary.pt", binary), (ABLATION_FILE, ablation[0] if ablation else None)):
+        if model is not None:
+            torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("frozen.")}, out / name)
+            names.append(name)
+        else:
+            (out / name).unlink(missing_ok=True)
     oneclass.save(out / "gmm")
+    if trained_on is not None:
+        (out / TRAINING_FILES).write_text("".join(f"{h}\n" for h in sorted(trained_on)))
+        names.append(TRAINING_FILES)
+    else:
+        (out / TRAINING_FILES).unlink(missing_ok=True)
     files = {name: sha256_file(out / name) for name in names}
     meta = {"format": BUNDLE_FORMAT, "exifkit_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -54,14 +65,27 @@ def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetect
             "extractor": {**asdict(extractor.config), "convs_per_stage": list(extractor.config.convs_per_stage)},
             "max_patches": max_patches, "oneclass_threshold": oneclass.threshold, "binary_threshold": binary_threshold,
             "oneclass_density": oneclass.density, "oneclass_method": oneclass.config.method,
-            "binary_validation": binary_validation, **(extra or {}),
-            "vocabularies": {k: list(v.classes) for k, v in (vocabularies or {}).items()}, "files": files}
+            "binary_validation": binary_validation, "binary_alpha": binary_alpha,
+            "ablation_binary": None if ablation is None else {"alpha": 0.0, "validation": ablation[1]}, **(extra or {}),
+            "vocabularies": {k: list(getattr(v, "classes", v)) for k, v in (vocabularies or {}).items()}, "files": files}
     (out / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
 class BundleError(Exception):
     pass
+
+
+def _load_binary(path: Path, config: ExtractorConfig) -> BinaryModel:
+    """A bundled binary detector: its trainable extractor and head (the frozen copy is not shipped)."""
+    model = BinaryModel(config, Extractor(config))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("frozen.")]
+    if missing or unexpected:
+        raise BundleError(f"{path}: not a binary detector of this architecture (missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]})")
+    return model.eval()
 
 
 DEGENERATE_BELOW = 0.2
@@ -104,6 +128,7 @@ class Detector:
         self.extractor, self.oneclass = extractor.eval(), oneclass
         self.binary = binary.eval() if binary is not None else None
         self.max_patches, self.meta = max_patches, meta
+        self.root: Path | None = None  # the bundle folder, when loaded from one
         self.binary_threshold = float(meta.get("binary_threshold", 0.5))
         self.warnings = guard_rails(meta)
 
@@ -130,11 +155,24 @@ class Detector:
         config = ExtractorConfig(**raw)
         extractor = Extractor(config)
         extractor.load_state_dict(torch.load(root / "extractor.pt", map_location="cpu", weights_only=True))
-        binary = None
-        if "binary.pt" in meta["files"]:
-            binary = BinaryModel(config, Extractor(config))
-            binary.load_state_dict(torch.load(root / "binary.pt", map_location="cpu", weights_only=True), strict=False)
-        return cls(extractor, OneClassDetector.load(root / "gmm.json"), binary, meta["max_patches"], meta)
+        binary = _load_binary(root / "binary.pt", config) if "binary.pt" in meta["files"] else None
+        detector = cls(extractor, OneClassDetector.load(root / "gmm.json"), binary, meta["max_patches"], meta)
+        detector.root = root
+        return detector
+
+    def shipped_binaries(self) -> dict[str, tuple[BinaryModel, dict]]:
+        """The bundle's binary detector and, when shipped, its alpha = 0 ablation, by run name
+        ("alpha=A"), each with its validation record (threshold and accuracies)."""
+        out = {}
+        if self.binary is not None:
+            alpha = self.meta.get("binary_alpha")
+            out["shipped" if alpha is None else f"alpha={alpha:g}"] = (
+                self.binary, self.meta.get("binary_validation") or {"threshold": self.binary_threshold})
+        ablation = self.meta.get("ablation_binary")
+        if ablation and ABLATION_FILE in self.meta["files"]:
+            out[f"alpha={ablation['alpha']:g}"] = (_load_binary(self.root / ABLATION_FILE, self.extractor.config),
+                                                   ablation["validation"])
+        return out
 
     @torch.inference_mode()
     def score(self, image, name: str = "") -> Score:
@@ -256,6 +294,62 @@ def bundle_from_official(backbone: str | Path, reals_dir: str | Path, out: str |
                                            "binary_sha256": None if binary is None else sha256_file(binary)},
                               "refit": report})
     return path, report, failures
+
+
+@dataclass
+class ExtractorChoice:
+    """The extractor a notebook or a training run reads: this profile's own pretext run, or the one a
+    bundle ships (with that bundle's detectors and the files its models trained on)."""
+    extractor: Extractor
+    source: str  # "pretext" or the bundle folder
+    pretext_config: object | None = None  # PretextConfig of an own run
+    vocabularies: dict | None = None
+    detector: "Detector | None" = None  # the bundle's detectors
+    trained_on: frozenset = frozenset()  # sha256 of every file the bundle's models trained on
+
+    @property
+    def from_bundle(self) -> bool:
+        return self.detector is not None
+
+    def trains_binary(self, profile: str) -> bool:
+        """Whether notebooks 04-05 train the binary detector against this extractor (an own pretext run,
+        or the profile's own bundle, as the extended reference run does) or evaluate the one the bundle
+        ships (a bundle trained on another profile: the reference bundle on the demo)."""
+        return not self.from_bundle or self.detector.meta.get("profile") == profile
+
+
+TRAINING_FILES = "training_sha256.txt"
+
+
+def choose_extractor(source: str | Path | None, results_dir: str | Path, root: str | Path | None = None, *,
+                     profile: str | None = None) -> ExtractorChoice:
+    """``"pretext"`` (or None): the trained_checkpoint of ``results_dir/pretext``; ``"reference"``: the
+    shipped reference bundle; otherwise a bundle folder, or a pretext run folder. Given the ``profile``
+    it will be evaluated on, a bundle made on another profile must list its training files, so that
+    the evaluation can leave them out."""
+    from .pretext import load_pretext
+    from .train import trained_checkpoint
+
+    if source == "reference":
+        from .config import find_root
+
+        source = default_bundle(Path(root) if root else find_root())
+    run_dir = Path(results_dir) / "pretext" if source in (None, "pretext") else Path(source)
+    if not (run_dir / "bundle.json").is_file():
+        checkpoint = trained_checkpoint(run_dir)
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"{checkpoint}: no pretext weights; run notebook 02 (or `exifkit pretext "
+                                    "train`) first, or use the reference extractor (extractor = 'reference')")
+        model, config, vocabularies = load_pretext(checkpoint)
+        return ExtractorChoice(model.extractor, "pretext", config, vocabularies)
+    detector = Detector.from_bundle(run_dir)
+    trained_on = frozenset()
+    if TRAINING_FILES in detector.meta["files"]:
+        trained_on = frozenset((run_dir / TRAINING_FILES).read_text().split())
+    elif profile is not None and detector.meta.get("profile") != profile:
+        raise BundleError(f"{run_dir}: the bundle lists no training files ({TRAINING_FILES}), so an evaluation "
+                          "cannot be kept disjoint from what its models trained on")
+    return ExtractorChoice(detector.extractor, str(run_dir), detector=detector, trained_on=trained_on)
 
 
 def default_bundle(root: Path) -> Path:

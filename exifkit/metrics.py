@@ -49,6 +49,19 @@ def roc_auc(labels, scores) -> float:
     return float(roc_auc_score(labels, scores))
 
 
+def macro_auc(labels, scores, groups) -> float:
+    """Mean over fake groups of the ROC-AUC of every real against that group's fakes. It has the shape
+    of a test suite's per-generator mean, so one large fake source cannot carry the figure alone."""
+    labels, scores = _check(labels, scores)
+    groups = np.asarray(groups)
+    reals = labels == 0
+    aucs = [roc_auc(np.r_[labels[reals], labels[groups == g]], np.r_[scores[reals], scores[groups == g]])
+            for g in sorted(set(groups[labels == 1]))]
+    if not aucs or not reals.any():
+        raise ValueError("a macro AUC needs real and fake images")
+    return float(np.mean(aucs))
+
+
 def tpr_at_fpr(labels, scores, fpr: float = 0.05) -> float:
     """Largest share of fakes caught while at most ``fpr`` of reals are flagged."""
     labels, scores = _check(labels, scores)

@@ -44,6 +44,47 @@ def _generator_table(table: pd.DataFrame) -> str:
     return out.to_markdown(index=False)
 
 
+def pretext_budget(run_dir: Path) -> str | None:
+    """One line on a pretext run, from its log and checkpoints (None when they are not here)."""
+    from .train import load_checkpoint, trained_checkpoint
+
+    run_dir = Path(run_dir)
+    if not ((run_dir / "metrics.csv").exists() and (run_dir / "last.pt").exists()):
+        return None
+    log, state = pd.read_csv(run_dir / "metrics.csv"), load_checkpoint(run_dir / "last.pt")
+    cfg = state["config"]
+    return (f"{int(log['step'].iloc[-1])} steps x {cfg['batch_pairs']} pairs ({cfg['n_patches']} patches of "
+            f"{cfg['extractor']['patch_size']} px), {log['seconds'].iloc[-1] / 60:.0f} min, precision "
+            f"{state.get('precision_used', 'fp32')}; weights kept: step {load_checkpoint(trained_checkpoint(run_dir))['step']}")
+
+
+def binary_budget(run_dir: Path) -> str | None:
+    """One line on a binary run, from its log and checkpoints (None when they are not here)."""
+    from .train import load_checkpoint, trained_checkpoint
+
+    run_dir = Path(run_dir)
+    if not ((run_dir / "metrics.csv").exists() and (run_dir / "last.pt").exists()):
+        return None
+    log, state = pd.read_csv(run_dir / "metrics.csv"), load_checkpoint(run_dir / "last.pt")
+    cfg, kept = state["config"], load_checkpoint(trained_checkpoint(run_dir))
+    chosen = (f" (validation macro AUC {kept['validation_score']:.3f})" if "validation_score" in kept else "")
+    return (f"{int(log['step'].iloc[-1])} steps x {cfg['batch_images']} images, alpha {cfg['alpha']:g}, "
+            f"start {cfg['init']}, lr {cfg['lr']:g}, {log['seconds'].iloc[-1] / 60:.0f} min, precision "
+            f"{state.get('precision_used', 'fp32')}; weights kept: step {kept['step']}{chosen}")
+
+
+def training_budget(results_dir: Path, *, own_pretext: bool, trains_binary: bool, binary_run: str,
+                    inherited: dict, trainable: int) -> dict:
+    """The budget lines of a bundle. A stage that ran elsewhere (an extractor or detectors taken from
+    another bundle) keeps the line that bundle recorded."""
+    results_dir = Path(results_dir)
+    pretext = pretext_budget(results_dir / "pretext") if own_pretext else None
+    binary = binary_budget(results_dir / "binary" / binary_run) if trains_binary else None
+    return {"pretext": pretext or inherited.get("pretext", "not recorded"),
+            "binary": binary or inherited.get("binary", "not recorded"),
+            "extractor parameters": f"{trainable:,} trainable"}
+
+
 def model_card(*, profile: str, bundle_meta: dict, composition: pd.DataFrame, budget: dict,
                binary_aligned: pd.DataFrame, binary_raw: pd.DataFrame, seen_unseen: pd.DataFrame,
                oneclass_summary: pd.DataFrame, oneclass_aligned: pd.DataFrame, notes: list[str] = ()) -> str:

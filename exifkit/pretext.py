@@ -28,7 +28,7 @@ from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
 from .patches import grid_patches, random_patches, to_tensor
 from .train import (Distributed, MetricsLog, autocast, batch_positions, close_distributed, load_checkpoint,
-                    resolve_precision, resume_state, rng_state, save_checkpoint, setup_run)
+                    resolve_precision, resume_state, rng_state, save_checkpoint, setup_run, trained_checkpoint)
 
 
 @dataclass(frozen=True)
@@ -316,14 +316,6 @@ def _check_replicas(model: nn.Module, ctx: Distributed) -> None:
     dist.all_gather(gathered, digest)
     if any(not torch.equal(g, gathered[0]) for g in gathered):
         raise RuntimeError(f"replicas diverged: weight digests {[g.tolist() for g in gathered]}")
-
-
-def trained_checkpoint(run_dir: str | Path) -> Path:
-    """The weights a finished run stands for: the step chosen on validation photos (best.pt) when the
-    run validated, else the last step."""
-    run_dir = Path(run_dir)
-    best = run_dir / "best.pt"
-    return best if best.exists() else run_dir / "last.pt"
 
 
 def load_pretext(path: str | Path) -> tuple[PretextModel, PretextConfig, dict[str, Vocabulary]]:

@@ -123,6 +123,14 @@ def resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Opti
     return int(state["step"])
 
 
+def trained_checkpoint(run_dir: str | Path) -> Path:
+    """The weights a finished run stands for: the step chosen on validation data (best.pt) when the run
+    validated, else the last step."""
+    run_dir = Path(run_dir)
+    best = run_dir / "best.pt"
+    return best if best.exists() else run_dir / "last.pt"
+
+
 def close_distributed(ctx: Distributed) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.barrier()

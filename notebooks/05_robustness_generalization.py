@@ -38,6 +38,7 @@ mirrors = []
 protocols = None  # None: every protocol in exifkit/protocols.toml
 benchmark = ""  # benchmark id in data_manifests/reference_numbers.csv to show reported numbers beside ours
 official = False  # paper-eval: score the authors' released checkpoints instead of the ones trained here
+extractor = None  # None: the profile's choice; "pretext" (notebook 02's network), "reference", or a bundle folder
 
 # %%
 import json
@@ -49,11 +50,11 @@ from IPython.display import Markdown, display
 
 from exifkit.binary import load_binary
 from exifkit.config import data_store, load_profile
-from exifkit.detect import save_bundle, write_reference_scores
+from exifkit.detect import choose_extractor, save_bundle, write_reference_scores
 from exifkit.model.extractor import Extractor
 from exifkit.oneclass import OneClassDetector
 from exifkit.perturb import load_protocols
-from exifkit.pretext import load_pretext, trained_checkpoint
+from exifkit.train import trained_checkpoint
 from exifkit.report import (generator_bars, reference_numbers, robustness_curves, save_figure, save_table,
                             with_reported)
 from exifkit.robustness import evaluate_protocols, pivot
@@ -84,19 +85,31 @@ if official:
     splits, store, vocabularies = Splits(reals, [], suite, ["progan"]), suite_store, {}
     binary_threshold, binary_validation = 0.5, None
 else:
-    splits = prof.splits(store.manifest)
+    choice = choose_extractor(extractor or evaluation.get("extractor", "pretext"), out, prof.root,
+                              profile=prof.name)
+    splits = prof.splits(store.manifest).excluding(choice.trained_on)
+    extractor, vocabularies = choice.extractor, choice.vocabularies or {}
     shipped = prof.oneclass_config().method.replace("gmm", "paper")
-    main_run = out / "binary" / f"alpha={prof.binary_config().alpha:g}"
-    for path in (trained_checkpoint(out / "pretext"), out / "oneclass" / f"pretext_{shipped}.json",
-                 main_run / "last.pt", main_run / "threshold.json"):
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: run notebooks 02 to 04 first (make reproduce does)")
-    pretext, pretext_config, vocabularies = load_pretext(trained_checkpoint(out / "pretext"))
-    extractor = pretext.extractor
-    gmm = OneClassDetector.load(out / "oneclass" / f"pretext_{shipped}.json")
-    binary = load_binary(main_run / "last.pt", pretext_config.extractor, extractor)
-    binary_validation = json.loads((main_run / "threshold.json").read_text())
+    gmm_file = out / "oneclass" / f"pretext_{shipped}.json"
+    if not gmm_file.exists():
+        raise FileNotFoundError(f"{gmm_file}: run notebook 03 first (make reproduce does)")
+    gmm = OneClassDetector.load(gmm_file)
+    binaries = {}  # run name -> (model, validation record with the threshold)
+    if choice.trains_binary(prof.name):
+        for name in (f"alpha={prof.binary_config().alpha:g}", "alpha=0"):
+            run = out / "binary" / name
+            if not (trained_checkpoint(run).exists() and (run / "threshold.json").exists()):
+                raise FileNotFoundError(f"{run}: run notebook 04 first (make reproduce does)")
+            binaries[name] = (load_binary(trained_checkpoint(run), extractor.config, extractor),
+                              json.loads((run / "threshold.json").read_text()))
+    else:
+        splits = splits.with_seen(choice.detector.meta.get("seen_generators", []))
+        binaries = choice.detector.shipped_binaries()
+        vocabularies = choice.detector.meta.get("vocabularies", {})
+    main_name = next(iter(binaries))
+    binary, binary_validation = binaries[main_name]
     binary_threshold = binary_validation["threshold"]
+    print(f"extractor: {choice.source}; binary detector {main_name}; {len(splits.suite.samples())} test images")
 display(pd.DataFrame([{"protocol": p.id, "version": p.version, "what it does": p.description} for p in chosen]))
 
 # %% [markdown]
@@ -182,10 +195,10 @@ if official:
     print("paper-eval scores released checkpoints only; the ablations need training (make reproduce PROFILE=paper)")
 else:
     torch.manual_seed(seed)
-    random_extractor = Extractor(pretext_config.extractor).eval()
+    random_extractor = Extractor(extractor.config).eval()
     random_gmm = OneClassDetector.load(out / "oneclass" / f"random_{shipped}.json")
-    alpha0 = load_binary(out / "binary" / "alpha=0" / "last.pt", pretext_config.extractor, extractor)
-    alpha0_threshold = json.loads((out / "binary" / "alpha=0" / "threshold.json").read_text())["threshold"]
+    alpha0, alpha0_validation = binaries["alpha=0"]
+    alpha0_threshold = alpha0_validation["threshold"]
 means = []
 if ablation_protocols:
     abl_oc, _ = evaluate_protocols(ablation_protocols, splits.suite, store, out / "feature_cache",
@@ -235,10 +248,23 @@ if not official and binary_validation and binary_validation.get("validation_imag
     oneclass_validation = validation_accuracy(gmm, extractor, validation_fakes, store, out / "feature_cache",
                                               evaluation.get("eval_max_patches"))
 display(pd.DataFrame({"one-class": oneclass_validation or {}, "binary": binary_validation or {}}))
+budget = {}
+if not official:
+    from exifkit.model.extractor import count_trainable
+    from exifkit.modelcard import training_budget
+
+    budget = training_budget(out, own_pretext=not choice.from_bundle, trains_binary=choice.trains_binary(prof.name),
+                             binary_run=main_name, trainable=count_trainable(Extractor(extractor.config)),
+                             inherited=(choice.detector.meta.get("budget") or {}) if choice.from_bundle else {})
+    display(pd.Series(budget, name="budget"))
+trained_on = None if official else splits.training_sha256() | choice.trained_on
 bundle = save_bundle(out / "bundle", extractor, gmm, binary, max_patches=evaluation.get("eval_max_patches"),
                      vocabularies=vocabularies, profile=prof.name, manifest_sha256=store.manifest.sha256(),
                      binary_threshold=binary_threshold, binary_validation=binary_validation,
-                     extra={"oneclass_validation": oneclass_validation})
+                     binary_alpha=None if official else float(main_name.split("=")[1]),
+                     ablation=None if official or "alpha=0" not in binaries else binaries["alpha=0"],
+                     trained_on=trained_on, extra={"oneclass_validation": oneclass_validation, "budget": budget,
+                                                   "seen_generators": list(splits.seen_generators)})
 print(bundle)
 check = write_reference_scores(bundle, load_profile("demo", prof.root))
 display(pd.DataFrame(json.loads(check.read_text())["files"]))
@@ -251,27 +277,18 @@ display(pd.DataFrame(json.loads(check.read_text())["files"]))
 
 # %%
 if not official:
-    from exifkit.model.extractor import count_trainable
     from exifkit.modelcard import model_card
-    from exifkit.train import load_checkpoint
 
     def table(name):
         return pd.read_csv(out / "tables" / f"{name}.csv")
 
-    main_name = f"alpha={prof.binary_config().alpha:g}"
-    pre_log, bin_log = pd.read_csv(out / "pretext" / "metrics.csv"), pd.read_csv(main_run / "metrics.csv")
-    pre_state, bin_state = load_checkpoint(out / "pretext" / "last.pt"), load_checkpoint(main_run / "last.pt")
-    bcfg = prof.binary_config()
-    budget = {
-        "pretext": f"{int(pre_log['step'].iloc[-1])} steps x {pretext_config.batch_pairs} pairs "
-                   f"({pretext_config.n_patches} patches of {pretext_config.extractor.patch_size} px), "
-                   f"{pre_log['seconds'].iloc[-1] / 60:.0f} min, precision {pre_state.get('precision_used', 'fp32')}; "
-                   f"weights kept: step {load_checkpoint(trained_checkpoint(out / 'pretext')).get('step')}",
-        "binary": f"{int(bin_log['step'].iloc[-1])} steps x {bcfg.batch_images} images, alpha {bcfg.alpha:g}, "
-                  f"{bin_log['seconds'].iloc[-1] / 60:.0f} min, precision {bin_state.get('precision_used', 'fp32')}",
-        "extractor parameters": f"{count_trainable(Extractor(pretext_config.extractor)):,} trainable",
-    }
     seen_unseen_table = table("binary_seen_unseen")
+    notes = [f"Scale: {prof.description} The paper pretrains on up to 900,000 photos on 8 GPUs; "
+             "these numbers follow its protocol at a few-hundred-photo scale and are not the paper's."]
+    if choice.from_bundle and not choice.trains_binary(prof.name):
+        notes.append(f"The extractor and the binary detector come from {choice.source} (trained on its own "
+                     "profile; see that bundle's model card); the training table above is this profile's, where "
+                     "only the one-class detector was fitted. Test images exclude every file those models trained on.")
     card = model_card(profile=prof.name, bundle_meta=json.loads((bundle / "bundle.json").read_text()),
                       composition=splits.composition(), budget=budget,
                       binary_aligned=table(f"binary_{main_name.replace('=', '')}_aligned_jpeg95"),
@@ -279,8 +296,7 @@ if not official:
                       seen_unseen=seen_unseen_table[seen_unseen_table["run"] == main_name],
                       oneclass_summary=table("oneclass_summary"),
                       oneclass_aligned=table(f"oneclass_pretext_{shipped}_aligned_jpeg95"),
-                      notes=[f"Scale: {prof.description} The paper pretrains on up to 900,000 photos on 8 GPUs; "
-                             "these numbers follow its protocol at a few-hundred-photo scale and are not the paper's."])
+                      notes=notes)
     (bundle / "MODEL_CARD.md").write_text(card)
     display(Markdown(card))
 

@@ -143,3 +143,43 @@ def test_bf16_binary_step_takes_fp32_losses():
     logits, loss, ce, reg, dists = binary_step(model, opt, x, y, 0.05, precision="bf16")
     assert logits.dtype == loss.dtype == torch.float32 and torch.isfinite(loss)
     assert all(d.dtype == torch.float32 for d in dists) and len(dists) == len(TINY.convs_per_stage) + 1
+
+
+def test_validation_keeps_the_best_step_and_training_returns_it(tmp_path):
+    """Every checkpoint scores the validation images; best.pt holds the step with the highest macro AUC
+    in validation.csv, and it is the checkpoint a finished run stands for."""
+    import pandas as pd
+
+    from exifkit.binary import ValidationSet, load_binary, validation_auc
+
+    images, labels = _images()
+    held = ValidationSet([torch.randn(2, 3, 16, 16) for _ in range(6)], np.array([0, 0, 0, 1, 1, 1]),
+                         ["real"] * 3 + ["gan"] * 2 + ["diffusion"])
+    cfg = BinaryConfig(extractor=TINY, steps=6, batch_images=4, n_patches=2, checkpoint_every=2, lr=0.05,
+                       device="cpu", precision="fp32", augment=AugmentConfig(resize_p=0, blur_p=0, jpeg_p=0))
+    result = train_binary(cfg, Extractor(TINY), images, labels, tmp_path / "run", progress=False, validation=held)
+    log = pd.read_csv(tmp_path / "run" / "validation.csv")
+    assert list(log["step"]) == [2, 4, 6]
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["step"] == int(log.loc[log["macro_auc"].idxmax(), "step"])
+    assert "optimizer" not in best and result.checkpoint == tmp_path / "run" / "best.pt"
+    model = load_binary(result.checkpoint, TINY)
+    assert validation_auc(model, held) == pytest.approx(log["macro_auc"].max(), abs=1e-4)
+
+
+def test_binary_init_pretext_starts_at_the_frozen_weights(tmp_path):
+    """With init = "pretext" the regulariser starts at zero (both networks equal); an unknown init is refused."""
+    import pandas as pd
+
+    images, labels = _images()
+    frozen = Extractor(TINY)
+    cfg = BinaryConfig(extractor=TINY, steps=1, batch_images=4, n_patches=2, log_every=1, init="pretext",
+                       device="cpu", precision="fp32", augment=AugmentConfig(resize_p=0, blur_p=0, jpeg_p=0))
+    train_binary(cfg, frozen, images, labels, tmp_path / "p", progress=False)
+    assert pd.read_csv(tmp_path / "p" / "metrics.csv")["reg"].iloc[0] == pytest.approx(0.0, abs=1e-8)
+    train_binary(BinaryConfig(**{**cfg.__dict__, "init": "random"}), frozen, images, labels, tmp_path / "r",
+                 progress=False)
+    assert pd.read_csv(tmp_path / "r" / "metrics.csv")["reg"].iloc[0] > 1e-4
+    with pytest.raises(ValueError, match="init"):
+        train_binary(BinaryConfig(**{**cfg.__dict__, "init": "imagenet"}), frozen, images, labels, tmp_path / "x",
+                     progress=False)

@@ -13,7 +13,7 @@ from exifkit.binary import BinaryModel
 from exifkit.cli import main
 from exifkit.detect import BundleError, Detector, save_bundle
 from exifkit.model.extractor import Extractor, ExtractorConfig
-from exifkit.oneclass import OneClassDetector
+from exifkit.oneclass import OneClassConfig, OneClassDetector
 
 TINY = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
                        head_dim=4, mlp_dim=8)
@@ -165,3 +165,49 @@ def test_bundle_from_the_authors_checkpoints(tmp_path, demo_store, capsys):
     assert main(["bundle", "from-official", "--backbone", str(tmp_path / "bc.pth"), "--reals", str(reals),
                  "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert "--backbone takes the pretext one" in capsys.readouterr().err
+
+
+def test_a_bundle_ships_its_training_files_and_the_ablation(tmp_path):
+    from exifkit.detect import TRAINING_FILES, choose_extractor
+
+    torch.manual_seed(0)
+    extractor = Extractor(TINY).eval()
+    gmm = OneClassDetector(OneClassConfig(method="small_sample")).fit(np.random.default_rng(0).normal(size=(60, TINY.feature_dim)))
+    main_model, ablation = BinaryModel(TINY, extractor).eval(), BinaryModel(TINY, extractor).eval()
+    path = save_bundle(tmp_path / "b", extractor, gmm, main_model, max_patches=8, profile="extended",
+                       binary_alpha=0.05, ablation=(ablation, {"threshold": 0.3}), trained_on={"ab" * 32, "cd" * 32},
+                       binary_validation={"threshold": 0.4})
+    shipped = Detector.from_bundle(path).shipped_binaries()
+    assert list(shipped) == ["alpha=0.05", "alpha=0"]
+    assert shipped["alpha=0.05"][1]["threshold"] == 0.4 and shipped["alpha=0"][1]["threshold"] == 0.3
+    x = torch.randn(1, 2, 3, 16, 16)
+    torch.testing.assert_close(shipped["alpha=0"][0].fake_probability(x), ablation.fake_probability(x))
+    choice = choose_extractor(path, tmp_path, profile="demo")
+    assert choice.trained_on == {"ab" * 32, "cd" * 32} and not choice.trains_binary("demo")
+    assert choose_extractor(path, tmp_path, profile="extended").trains_binary("extended")
+    (path / TRAINING_FILES).write_text("ef" * 32 + "\n")  # a list that does not match its hash is refused
+    with pytest.raises(BundleError, match="hash"):
+        choose_extractor(path, tmp_path, profile="demo")
+
+
+def test_a_bundle_from_another_profile_must_list_its_training_files(bundle, tmp_path):
+    from exifkit.detect import choose_extractor
+
+    path = bundle[0]
+    with pytest.raises(BundleError, match="training files"):
+        choose_extractor(path, tmp_path, profile="demo")
+    assert choose_extractor(path, tmp_path, profile="test").trained_on == frozenset()
+
+
+def test_a_binary_file_with_missing_weights_is_refused(bundle):
+    path = bundle[0]
+    state = torch.load(path / "binary.pt", weights_only=True)
+    state.pop("classifier.weight")
+    torch.save(state, path / "binary.pt")
+    meta = json.loads((path / "bundle.json").read_text())
+    from exifkit.data.manifest import sha256_file
+
+    meta["files"]["binary.pt"] = sha256_file(path / "binary.pt")
+    (path / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="classifier.weight"):
+        Detector.from_bundle(path)

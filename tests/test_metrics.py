@@ -52,3 +52,15 @@ def test_balanced_threshold_maximises_mean_class_accuracy():
     assert metrics.class_accuracy(labels, scores, t, 0) == 0.75 and metrics.class_accuracy(labels, scores, t, 1) == 1
     with pytest.raises(ValueError, match="both real and fake"):
         metrics.balanced_threshold(np.zeros(3, int), np.ones(3))
+
+
+def test_macro_auc_is_the_mean_of_per_group_aucs_against_all_reals():
+    from exifkit.metrics import macro_auc
+
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.2, 0.3, 0.4, 0.9, 0.8, 0.15, 0.25]
+    groups = ["r", "r", "r", "r", "easy", "easy", "hard", "hard"]
+    # easy: both fakes above every real -> 1.0; hard: 0.15 beats 1 of 4 reals, 0.25 beats 2 -> 3/8
+    assert macro_auc(labels, scores, groups) == pytest.approx((1.0 + 3 / 8) / 2)
+    with pytest.raises(ValueError):
+        macro_auc([0, 0], [0.1, 0.2], ["r", "r"])

@@ -51,3 +51,26 @@ def test_the_reference_bundle_reproduces_its_recorded_scores(detector):
         score = detector.score(path)
         assert score.loglik == pytest.approx(item["loglik"], rel=1e-3, abs=1e-2), path
         assert score.p_fake == pytest.approx(item["p_fake"], abs=1e-3), path
+
+
+def test_the_demo_evaluates_the_reference_models_only_on_images_they_never_trained_on(detector, root):
+    """What notebooks 03-05 do on the demo profile by default: the reference bundle's extractor and
+    detectors, tested on the demo suite minus the bundle's training files. The shipped list must cover
+    every file the extended profile trains or validates on (recomputed here from its manifest), and the
+    demo test images left must share no sha256 with it."""
+    from exifkit.config import data_store, load_profile
+    from exifkit.data.manifest import read_manifest
+    from exifkit.detect import choose_extractor
+
+    demo = load_profile("demo", root=root)
+    assert demo.evaluation["extractor"] == "reference"
+    choice = choose_extractor("reference", root / "results" / "demo", root, profile="demo")
+    assert choice.source == str(BUNDLE) and not choice.trains_binary("demo")
+    extended = load_profile("extended", root=root)
+    recomputed = extended.splits(read_manifest(extended.manifest_path(), name="extended")).training_sha256()
+    assert recomputed and recomputed <= choice.trained_on
+    store = data_store(demo)
+    demo_suite = demo.splits(store.manifest).excluding(choice.trained_on).suite
+    tested = {s.entry.sha256 for s in demo_suite.samples()}
+    assert len(tested) > 100 and not tested & choice.trained_on
+    assert {sha256_file(store.path(s.entry)) for s in demo_suite.samples()[::25]} <= tested  # the files' own hashes

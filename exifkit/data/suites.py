@@ -85,6 +85,18 @@ class Suite:
                     out.append(s)
         return out
 
+    def excluding(self, sha256s) -> "Suite":
+        """The suite without any sample whose file is in ``sha256s`` (for instance the files a shipped
+        model trained on); a pair left without reals or fakes is dropped."""
+        drop = set(sha256s)
+        pairs = []
+        for p in self.pairs:
+            reals = [s for s in p.reals if s.entry.sha256 not in drop]
+            fakes = [s for s in p.fakes if s.entry.sha256 not in drop]
+            if reals and fakes:
+                pairs.append(Pair(p.generator, reals, fakes, p.seen_in_training))
+        return Suite(self.name, pairs, self.real_source)
+
     def describe(self):
         import pandas as pd
 
@@ -102,6 +114,27 @@ class Splits:
     binary_train: list[Sample]  # reals and fakes of the seen generators
     suite: Suite
     seen_generators: list[str] = field(default_factory=list)
+    pretext_photos: list[Entry] = field(default_factory=list)  # the pretext side of the camera photos
+
+    def training_sha256(self) -> set[str]:
+        """Every file any model of this profile trains or validates on: pretext photos, one-class
+        and binary training images."""
+        return ({e.sha256 for e in self.pretext_photos} |
+                {s.entry.sha256 for s in self.oneclass_train + self.binary_train})
+
+    def excluding(self, sha256s) -> "Splits":
+        """The same training sets with a test suite that leaves out the files in ``sha256s`` (what a
+        model brought in from elsewhere trained on), so it is only tested on images it never saw."""
+        return Splits(self.oneclass_train, self.binary_train, self.suite.excluding(sha256s), self.seen_generators,
+                      self.pretext_photos)
+
+    def with_seen(self, generators) -> "Splits":
+        """The same sets with the test pairs' ``seen`` marks taken from another model's training
+        generators (a shipped detector's, evaluated on this profile's suite)."""
+        seen = set(generators)
+        pairs = [Pair(p.generator, p.reals, p.fakes, p.generator in seen) for p in self.suite.pairs]
+        return Splits(self.oneclass_train, self.binary_train, Suite(self.suite.name, pairs, self.suite.real_source),
+                      sorted(seen), self.pretext_photos)
 
     def check_disjoint(self) -> None:
         test = {s.entry.sha256 for s in self.suite.samples()}
@@ -138,8 +171,10 @@ def profile_splits(manifest, seen_generators, holdout_fraction: float, seed: int
                    train_on_cameras: bool = False) -> Splits:
     cameras = camera_entries(manifest)
     train, hold = split_indices(len(cameras), holdout_fraction, seed)
-    return build_splits(manifest, seen_generators, [cameras[i] for i in hold], name,
-                        [cameras[i] for i in train] if train_on_cameras else None)
+    splits = build_splits(manifest, seen_generators, [cameras[i] for i in hold], name,
+                          [cameras[i] for i in train] if train_on_cameras else None)
+    splits.pretext_photos = [cameras[i] for i in train]
+    return splits
 
 
 def _halves(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:

@@ -96,3 +96,28 @@ def test_seen_generated_collections_split_by_file_and_cameras_join_training(demo
     assert len(camera_reals) == len(cams) - round(0.2 * len(cams))
     assert {s.entry.sha256 for s in camera_reals} <= {s.entry.sha256 for s in more.binary_train}
     more.check_disjoint()
+
+
+def test_excluding_drops_those_files_from_the_tests_only(splits):
+    some_fakes = {s.entry.sha256 for s in splits.suite.pairs[0].fakes[:3]}
+    every_real = {s.entry.sha256 for s in splits.suite.pairs[1].reals}
+    out = splits.excluding(some_fakes | every_real)
+    kept = {s.entry.sha256 for s in out.suite.samples()}
+    assert not kept & (some_fakes | every_real)
+    dropped_pair = {s.entry.sha256 for s in splits.suite.pairs[1].fakes}
+    assert kept == {s.entry.sha256 for s in splits.suite.samples()} - some_fakes - every_real - dropped_pair
+    assert splits.suite.pairs[1].generator not in {p.generator for p in out.suite.pairs}  # no reals left
+    assert out.oneclass_train == splits.oneclass_train and out.binary_train == splits.binary_train
+
+
+def test_training_files_cover_pretext_photos_and_both_training_sets(splits):
+    hashes = splits.training_sha256()
+    assert {e.sha256 for e in splits.pretext_photos} <= hashes
+    assert {s.entry.sha256 for s in splits.oneclass_train + splits.binary_train} <= hashes
+    assert not hashes & {s.entry.sha256 for s in splits.suite.samples()}
+
+
+def test_with_seen_remarks_the_pairs_for_another_models_generators(splits):
+    out = splits.with_seen(["crn", "sentry_mpbench"])
+    assert {p.generator for p in out.suite.pairs if p.seen_in_training} == {"crn", "sentry_mpbench"}
+    assert [len(p.fakes) for p in out.suite.pairs] == [len(p.fakes) for p in splits.suite.pairs]
