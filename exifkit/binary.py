@@ -341,6 +341,8 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
                      resume_step=start if resume else None) if ctx.is_main else None
     val_log = MetricsLog(out / "validation.csv", ["step", "macro_auc"], resume_step=start if resume else None) \
         if (ctx.is_main and validation is not None and len(validation.labels)) else None
+    if ctx.is_main and not start:
+        (out / "best.pt").unlink(missing_ok=True)  # a fresh run never inherits an earlier run's best step
     config_dict = {**asdict(config), "extractor": asdict(config.extractor)}
 
     def validate(step: int) -> None:
@@ -404,10 +406,9 @@ def from_official(official) -> BinaryModel:
 def fake_probabilities(model: BinaryModel, samples: list[Sample], store: DataStore, cache_root: Path,
                        max_patches: int | None, progress: bool = True, protocol=None):
     """P(fake) per sample from all its patches (cached by weights and protocol; None = the raw files)."""
-    from .features import FeatureCache, extract_features, weights_hash
+    from .features import FeatureCache, cache_tag, extract_features, weights_hash
 
-    size = model.extractor.config.patch_size
-    tag = f"pfake grid{size} cap{max_patches} v1" + ("" if protocol is None else f" {protocol.key}")
+    tag = cache_tag("pfake", model.extractor.config.patch_size, max_patches, protocol)
     cache = FeatureCache(cache_root, "binary-" + weights_hash(model), tag)
     probs, ok, failures = extract_features(model.extractor, samples, store, max_patches=max_patches, cache=cache,
                                            head=model.fake_probability_of, transform=protocol, progress=progress)

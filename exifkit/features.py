@@ -34,6 +34,14 @@ def weights_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_tag(what: str, patch_size: int, max_patches: int | None, protocol=None) -> str:
+    """The cache tag of one kind of output (``feature``, ``pfake``) on one patch grid and one view of the
+    pixels. Every caller computing the same thing shares entries: the raw protocol (no steps) and no
+    protocol are the same pixels."""
+    pixels = "raw" if protocol is None or not protocol.steps else protocol.key
+    return f"{what} grid{patch_size} cap{max_patches} v1 {pixels}"
+
+
 class FeatureCache:
     def __init__(self, root: str | Path, model_hash: str, protocol: str):
         self.dir = Path(root) / model_hash / hashlib.sha256(protocol.encode()).hexdigest()[:12]

@@ -85,6 +85,11 @@ def balanced_threshold(labels, scores) -> float:
 class Summary:
     values: dict[str, float]
     intervals: dict[str, tuple[float, float]]
+    draws: dict[str, np.ndarray] | None = None  # the bootstrap replicates, for intervals of means
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    return float(np.nanpercentile(draws, 2.5)), float(np.nanpercentile(draws, 97.5))
 
 
 def summarize(labels, scores, threshold: float, bootstrap: int = 0, seed: int = 0) -> Summary:
@@ -98,40 +103,71 @@ def summarize(labels, scores, threshold: float, bootstrap: int = 0, seed: int = 
                 "tpr@5%fpr": tpr_at_fpr(lab, sc)}
 
     values = compute(labels, scores)
-    intervals: dict[str, tuple[float, float]] = {}
-    if bootstrap:
-        rng = np.random.default_rng(seed)
-        real_idx, fake_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-        draws = []
-        for _ in range(bootstrap):
-            idx = np.concatenate([rng.choice(real_idx, len(real_idx)), rng.choice(fake_idx, len(fake_idx))])
-            draws.append(compute(labels[idx], scores[idx]))
-        for k in values:
-            arr = np.array([d[k] for d in draws])
-            intervals[k] = (float(np.nanpercentile(arr, 2.5)), float(np.nanpercentile(arr, 97.5)))
-    return Summary(values, intervals)
+    if not bootstrap:
+        return Summary(values, {})
+    rng = np.random.default_rng(seed)
+    real_idx, fake_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    draws = []
+    for _ in range(bootstrap):
+        idx = np.concatenate([rng.choice(real_idx, len(real_idx)), rng.choice(fake_idx, len(fake_idx))])
+        draws.append(compute(labels[idx], scores[idx]))
+    arrays = {k: np.array([d[k] for d in draws]) for k in values}
+    return Summary(values, {k: _interval(a) for k, a in arrays.items()}, arrays)
+
+
+def _pair_summaries(suite, fake_scores: dict[str, float], threshold: float, bootstrap: int, seed: int):
+    out = []
+    for pair in suite.pairs:
+        reals = [fake_scores[s.key] for s in pair.reals if s.key in fake_scores]
+        fakes = [fake_scores[s.key] for s in pair.fakes if s.key in fake_scores]
+        labels = np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)]
+        out.append((pair, len(reals), len(fakes), summarize(labels, np.r_[reals, fakes], threshold, bootstrap, seed)))
+    return out
+
+
+def _mean_row(summaries, columns, name: str) -> dict:
+    """Mean over pairs; its interval is the percentile interval of the mean of the pairs' bootstrap
+    replicates (each pair resampled within itself)."""
+    row = {"generator": name, "reals": sum(s[1] for s in summaries), "fakes": sum(s[2] for s in summaries)}
+    for c in columns:
+        row[c] = float(np.mean([s[3].values[c] for s in summaries]))
+        if summaries and summaries[0][3].draws is not None:
+            lo, hi = _interval(np.nanmean([s[3].draws[c] for s in summaries], axis=0))
+            row[f"{c} 95% CI"] = f"[{lo:.3f}, {hi:.3f}]"
+    return row
 
 
 def suite_table(suite, fake_scores: dict[str, float], threshold: float, bootstrap: int = 0, seed: int = 0,
                 columns=("acc", "real_acc", "fake_acc", "ap", "auc", "tpr@5%fpr")):
     """One row per (real, fake, generator) pair of a suite, then their mean (the authors average
-    over subsets). Samples without a score (failed to load) are left out and counted."""
+    over subsets), with bootstrap intervals when asked. Samples without a score (failed to load) are
+    left out and counted."""
     import pandas as pd
 
+    summaries = _pair_summaries(suite, fake_scores, threshold, bootstrap, seed)
     rows = []
-    for pair in suite.pairs:
-        reals = [fake_scores[s.key] for s in pair.reals if s.key in fake_scores]
-        fakes = [fake_scores[s.key] for s in pair.fakes if s.key in fake_scores]
-        labels = np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)]
-        summary = summarize(labels, np.r_[reals, fakes], threshold, bootstrap, seed)
-        row = {"generator": pair.generator, "seen": pair.seen_in_training, "reals": len(reals), "fakes": len(fakes)}
+    for pair, n_real, n_fake, summary in summaries:
+        row = {"generator": pair.generator, "seen": pair.seen_in_training, "reals": n_real, "fakes": n_fake}
         for c in columns:
             row[c] = summary.values[c]
             if c in summary.intervals:
                 lo, hi = summary.intervals[c]
                 row[f"{c} 95% CI"] = f"[{lo:.3f}, {hi:.3f}]"
         rows.append(row)
-    table = pd.DataFrame(rows)
-    mean = {"generator": "mean", "seen": "", "reals": table["reals"].sum(), "fakes": table["fakes"].sum()}
-    mean.update({c: table[c].mean() for c in columns})
-    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    return pd.DataFrame(rows + [{**_mean_row(summaries, columns, "mean"), "seen": ""}])
+
+
+def seen_unseen_means(suite, fake_scores: dict[str, float], threshold: float, bootstrap: int = 0, seed: int = 0,
+                      columns=("acc", "real_acc", "fake_acc", "ap", "auc")):
+    """Means over the seen and over the unseen generators of a suite, with bootstrap intervals."""
+    import pandas as pd
+
+    summaries = _pair_summaries(suite, fake_scores, threshold, bootstrap, seed)
+    rows = []
+    for group, flag in (("seen", True), ("unseen", False)):
+        part = [s for s in summaries if s[0].seen_in_training == flag]
+        if part:
+            row = _mean_row(part, columns, group)
+            rows.append({"generators": group, "n": len(part),
+                         **{f"mean {k}": v for k, v in row.items() if k not in ("generator", "reals", "fakes")}})
+    return pd.DataFrame(rows)

@@ -259,10 +259,9 @@ def extractor_features(extractor, samples, store, cache_root: Path, max_patches:
                        protocol=None):
     """Image features of ``samples`` keyed by sample key (cached by weights and protocol). ``protocol``
     (a :class:`~exifkit.perturb.Protocol`) is applied to the pixels first: None is the raw files."""
-    from .features import FeatureCache, extract_features, weights_hash
+    from .features import FeatureCache, cache_tag, extract_features, weights_hash
 
-    size = extractor.config.patch_size
-    tag = f"feature grid{size} cap{max_patches} v1" + ("" if protocol is None else f" {protocol.key}")
+    tag = cache_tag("feature", extractor.config.patch_size, max_patches, protocol)
     cache = FeatureCache(cache_root, "extractor-" + weights_hash(extractor), tag)
     feats, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
                                            transform=protocol, progress=progress)

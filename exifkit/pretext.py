@@ -246,6 +246,8 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
 
     val_log = MetricsLog(out / "validation.csv", ["step", "score"] + [t.name for t in TAGS],
                          resume_step=start if resume else None) if (ctx.is_main and validation is not None) else None
+    if ctx.is_main and not start:
+        (out / "best.pt").unlink(missing_ok=True)  # a fresh run never inherits an earlier run's best step
 
     def validate(step: int):
         if val_log is None or not len(validation):

@@ -216,12 +216,15 @@ def training_curve(metrics: pd.DataFrame, tags=()):
 
 
 def side_by_side(tables: dict, columns=("acc", "ap")) -> pd.DataFrame:
-    """Per-generator tables of several runs next to each other (e.g. pretext vs random extractor)."""
+    """Per-generator tables of several runs next to each other (e.g. pretext vs random extractor), each
+    value with its bootstrap interval where the table has one."""
     first = next(iter(tables.values()))
     out = first[["generator", "seen", "reals", "fakes"]].copy()
     for name, table in tables.items():
         for c in columns:
             out[f"{c} ({name})"] = table[c].values
+            if f"{c} 95% CI" in table.columns:
+                out[f"{c} ({name}) 95% CI"] = table[f"{c} 95% CI"].values
     return out
 
 

@@ -9,15 +9,14 @@ import pandas as pd
 
 from .data.manifest import DataStore
 from .data.suites import Suite
-from .features import FeatureCache, extract_features, weights_hash
+from .features import FeatureCache, cache_tag, extract_features, weights_hash
 from .metrics import suite_table
 from .perturb import Protocol
 
 
 def _scores(extractor, head, model_id: str, protocol: Protocol, suite: Suite, store: DataStore, cache_root: Path,
             max_patches: int | None, what: str, progress: bool):
-    size = extractor.config.patch_size
-    cache = FeatureCache(cache_root, model_id, f"{what} grid{size} cap{max_patches} {protocol.key}")
+    cache = FeatureCache(cache_root, model_id, cache_tag(what, extractor.config.patch_size, max_patches, protocol))
     samples = suite.samples()
     values, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
                                             transform=protocol, head=head, progress=progress)

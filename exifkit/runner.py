@@ -132,7 +132,8 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
             staged.unlink(missing_ok=True)
         if progress:
             print(f"[exifkit] {src.stem} done in {result.records[-1].seconds:.1f} s", flush=True)
-    result.provenance = write_provenance(profile, result, out, started)
+    partial = {src.stem for src in sources} != set(profile.notebooks)
+    result.provenance = write_provenance(profile, result, out, started, partial=partial)
     if failure:
         raise failure
     return result
@@ -149,7 +150,9 @@ def _device_description() -> str:
         return "unknown"
 
 
-def write_provenance(profile: Profile, result: RunResult, out: Path, started: datetime) -> Path:
+def write_provenance(profile: Profile, result: RunResult, out: Path, started: datetime, partial: bool = False) -> Path:
+    """``provenance.json`` of the run. A run of some notebooks into a folder that already has a record
+    is appended to it under ``reruns``, so the record still describes every executed notebook there."""
     from .data.manifest import sha256_file
 
     manifest = profile.manifest_path()
@@ -170,5 +173,13 @@ def write_provenance(profile: Profile, result: RunResult, out: Path, started: da
                       for r in result.records],
     }
     path = out / "provenance.json"
+    if partial and path.is_file():
+        try:
+            base = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            base = None
+        if isinstance(base, dict):
+            base.setdefault("reruns", []).append(record)
+            record = base
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

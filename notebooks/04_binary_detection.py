@@ -63,7 +63,7 @@ from exifkit.binary import (aligned_validation, fake_probabilities, from_officia
                             training_data, validation_threshold)
 from exifkit.config import data_store, load_profile
 from exifkit.detect import choose_extractor
-from exifkit.metrics import suite_table
+from exifkit.metrics import seen_unseen_means, suite_table
 from exifkit.model import load_official
 from exifkit.perturb import load_protocols
 from exifkit.report import binary_training_figure, roc_figure, save_figure, save_table, side_by_side
@@ -98,7 +98,7 @@ display(splits.composition().query("set != 'one-class training'"))
 
 # %%
 bootstrap = prof.evaluation.get("bootstrap", 0)
-runs, tables, thresholds, main_probs, models = {}, {}, {}, {}, {}
+runs, tables, thresholds, scores, models = {}, {}, {}, {}, {}
 if train_here:
     images, labels, failures, validation = training_data(config, splits, store)
     held, held_failures = aligned_validation(config, validation, store)
@@ -131,10 +131,9 @@ for name, model in models.items():
                                                   config.eval_max_patches, protocol=protocol)
         if test_failures:
             print(test_failures.to_markdown())
+        scores[name, pname] = probs
         tables[name, pname] = suite_table(splits.suite, probs, thresholds[name]["threshold"], bootstrap, seed)
         save_table(tables[name, pname].round(4), out / "tables", f"binary_{name.replace('=', '')}_{pname}")
-        if name != "alpha=0":
-            main_probs[pname] = probs
 display(pd.DataFrame(thresholds).T.round(3))
 
 # %% [markdown]
@@ -165,17 +164,12 @@ comparison = side_by_side({main_name: tables[main_name, "aligned_jpeg95"], "alph
                           ("acc", "ap", "auc"))
 save_table(comparison.round(4), out / "tables", "binary_ablation")
 display(comparison.round(3))
-rows = []
-for (name, pname), t in tables.items():
-    body = t[t["generator"] != "mean"]
-    for group, flag in (("seen", True), ("unseen", False)):
-        part = body[body["seen"] == flag]
-        rows.append({"run": name, "protocol": pname, "generators": group, "n": len(part),
-                     **{f"mean {m}": part[m].mean() for m in ("acc", "real_acc", "fake_acc", "ap", "auc")}})
-summary = pd.DataFrame(rows)
+summary = pd.concat([seen_unseen_means(splits.suite, probs, thresholds[name]["threshold"], bootstrap, seed)
+                     .assign(run=name, protocol=pname) for (name, pname), probs in scores.items()], ignore_index=True)
+summary = summary[["run", "protocol"] + [c for c in summary.columns if c not in ("run", "protocol")]]
 save_table(summary.round(4), out / "tables", "binary_seen_unseen")
 display(summary.round(3))
-save_figure(roc_figure(splits.suite, main_probs["aligned_jpeg95"],
+save_figure(roc_figure(splits.suite, scores[main_name, "aligned_jpeg95"],
                        f"Binary detector, {main_name}, format-aligned (dashed: unseen)"), out / "figures", "binary_roc")
 
 # %% [markdown]

@@ -165,6 +165,11 @@ def test_validation_keeps_the_best_step_and_training_returns_it(tmp_path):
     assert "optimizer" not in best and result.checkpoint == tmp_path / "run" / "best.pt"
     model = load_binary(result.checkpoint, TINY)
     assert validation_auc(model, held) == pytest.approx(log["macro_auc"].max(), abs=1e-4)
+    # a fresh run in the same folder starts its own record instead of keeping an earlier run's best step
+    torch.save({**best, "step": 999, "validation_score": 2.0}, tmp_path / "run" / "best.pt")
+    train_binary(BinaryConfig(**{**cfg.__dict__, "steps": 2}), Extractor(TINY), images, labels, tmp_path / "run",
+                 progress=False, validation=held)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["step"] == 2
 
 
 def test_binary_init_pretext_starts_at_the_frozen_weights(tmp_path):

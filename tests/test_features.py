@@ -84,3 +84,16 @@ def test_folder_features_equal_manifest_features_and_report_bad_files(tmp_path, 
                                           progress=False)
     assert ok.tolist() == [True, True, False, True] and "empty.png" in failures.to_markdown()
     np.testing.assert_allclose(feats, expected, atol=1e-5)
+
+
+def test_the_raw_protocol_and_no_protocol_share_one_cache_entry():
+    """Notebooks 03/04 read raw files with protocol None and notebook 05 with the "raw" protocol: the same
+    pixels, so one cache entry; any protocol with a step gets its own."""
+    from exifkit.features import cache_tag
+    from exifkit.perturb import load_protocols
+
+    protocols = load_protocols()
+    assert cache_tag("feature", 64, 16, None) == cache_tag("feature", 64, 16, protocols["raw"])
+    tags = {cache_tag("feature", 64, 16, p) for p in protocols.values()}
+    assert len(tags) == len(protocols)
+    assert cache_tag("pfake", 64, 16) != cache_tag("feature", 64, 16) != cache_tag("feature", 64, 64)

@@ -64,3 +64,34 @@ def test_macro_auc_is_the_mean_of_per_group_aucs_against_all_reals():
     assert macro_auc(labels, scores, groups) == pytest.approx((1.0 + 3 / 8) / 2)
     with pytest.raises(ValueError):
         macro_auc([0, 0], [0.1, 0.2], ["r", "r"])
+
+
+def _two_pair_suite():
+    from exifkit.data.manifest import Entry
+    from exifkit.data.suites import Pair, Sample, Suite
+
+    def samples(prefix, label, n):
+        return [Sample(Entry(path=f"{prefix}{i}", sha256=f"{prefix}{i}", label="fake" if label else "real"), label, prefix)
+                for i in range(n)]
+
+    reals = samples("r", 0, 6)
+    return Suite("t", [Pair("seen_gen", reals, samples("a", 1, 5), True),
+                       Pair("unseen_gen", reals, samples("b", 1, 4), False)])
+
+
+def test_suite_means_carry_bootstrap_intervals_around_the_mean_of_the_pairs():
+    from exifkit.metrics import seen_unseen_means, suite_table
+
+    suite = _two_pair_suite()
+    rng = np.random.default_rng(0)
+    scores = {s.key: float(rng.random() + (0.6 if s.label else 0)) for p in suite.pairs for s in p.reals + p.fakes}
+    table = suite_table(suite, scores, 0.5, bootstrap=200, seed=0)
+    mean = table[table["generator"] == "mean"].iloc[0]
+    assert mean["auc"] == pytest.approx(table["auc"].iloc[:2].mean())
+    lo, hi = map(float, mean["auc 95% CI"].strip("[]").split(","))
+    assert lo <= mean["auc"] <= hi and hi - lo > 0.01
+    groups = seen_unseen_means(suite, scores, 0.5, bootstrap=200, seed=0)
+    assert list(groups["generators"]) == ["seen", "unseen"] and list(groups["n"]) == [1, 1]
+    assert groups["mean auc"].iloc[0] == pytest.approx(table["auc"].iloc[0])  # one pair: its own value
+    assert groups["mean auc 95% CI"].iloc[1] == table["auc 95% CI"].iloc[1]
+    assert "auc 95% CI" not in suite_table(suite, scores, 0.5).columns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -47,6 +48,24 @@ def test_demo_notebooks_run_end_to_end(root, tmp_path):
     assert prov["started"] <= prov["finished"]
 
 
+@pytest.mark.slow
+def test_demo_notebooks_still_teach_with_their_own_network(root, tmp_path):
+    """extractor = "pretext": notebook 03 evaluates the network notebook 02 trains on the whole demo
+    suite, and notebook 04 trains both binary detectors against it, keeping the validated step."""
+    out = tmp_path / "results"
+    result = run_notebooks(load_profile("demo", root=root), names=("02", "03", "04"), output_dir=out, progress=False,
+                           parameters={"steps": 20, "extractor": "pretext"})
+    assert [r.status for r in result.records] == ["ok"] * 3
+    for run in ("alpha=0.05", "alpha=0"):
+        assert (out / "binary" / run / "best.pt").is_file()
+        assert (out / "binary" / run / "validation.csv").read_text().splitlines()[1].startswith("20,")
+    for table in ("oneclass_pretext_small_sample_raw", "binary_alpha0.05_aligned_jpeg95"):
+        rows = (out / "tables" / f"{table}.csv").read_text().splitlines()
+        assert len(rows) == 1 + 13 + 1, table
+    sd15 = next(r for r in rows if r.startswith("sd15_artist_grids_webp,"))
+    assert sd15.split(",")[3] == "200"  # nothing left out: this network trained on no demo test image
+
+
 def _fake_checkout(root, tmp_path, body):
     fake = tmp_path / "checkout"
     (fake / "notebooks").mkdir(parents=True)
@@ -70,3 +89,19 @@ def test_failure_names_notebook_and_cell_and_keeps_earlier_results(root, tmp_pat
     assert (out / "00_ok.ipynb").is_file() and not (out / "02_never.ipynb").exists()
     prov = json.loads((out / "provenance.json").read_text())
     assert [n["status"] for n in prov["notebooks"]] == ["ok", "failed"]
+
+
+@pytest.mark.slow
+def test_a_partial_rerun_is_appended_to_the_provenance(root, tmp_path):
+    fake = _fake_checkout(root, tmp_path, "y = 3")
+    profile = load_profile("demo", root=fake)
+    profile = dataclasses.replace(profile, notebooks=["00_ok", "01_broken", "02_never"])
+    out = tmp_path / "out"
+    run_notebooks(profile, output_dir=out, progress=False)
+    run_notebooks(profile, names=("01",), output_dir=out, progress=False, parameters={"why": "fixed a cell"})
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [n["name"] for n in prov["notebooks"]] == ["00_ok", "01_broken", "02_never"]
+    assert [[n["name"] for n in r["notebooks"]] for r in prov["reruns"]] == [["01_broken"]]
+    assert prov["reruns"][0]["parameters"]["why"] == "fixed a cell"
+    run_notebooks(profile, output_dir=out, progress=False)  # a full run starts a fresh record
+    assert "reruns" not in json.loads((out / "provenance.json").read_text())
