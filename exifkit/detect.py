@@ -29,6 +29,7 @@ from .patches import grid_patches, to_tensor
 
 BUNDLE_FORMAT = 1
 ABLATION_FILE = "binary_alpha0.pt"
+TRAINING_FILES = "training_sha256.txt"
 
 
 def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetector, binary: BinaryModel | None, *,
@@ -302,7 +303,6 @@ class ExtractorChoice:
     bundle ships (with that bundle's detectors and the files its models trained on)."""
     extractor: Extractor
     source: str  # "pretext" or the bundle folder
-    pretext_config: object | None = None  # PretextConfig of an own run
     vocabularies: dict | None = None
     detector: "Detector | None" = None  # the bundle's detectors
     trained_on: frozenset = frozenset()  # sha256 of every file the bundle's models trained on
@@ -317,8 +317,6 @@ class ExtractorChoice:
         ships (a bundle trained on another profile: the reference bundle on the demo)."""
         return not self.from_bundle or self.detector.meta.get("profile") == profile
 
-
-TRAINING_FILES = "training_sha256.txt"
 
 
 def choose_extractor(source: str | Path | None, results_dir: str | Path, root: str | Path | None = None, *,
@@ -340,8 +338,8 @@ def choose_extractor(source: str | Path | None, results_dir: str | Path, root: s
         if not checkpoint.exists():
             raise FileNotFoundError(f"{checkpoint}: no pretext weights; run notebook 02 (or `exifkit pretext "
                                     "train`) first, or use the reference extractor (extractor = 'reference')")
-        model, config, vocabularies = load_pretext(checkpoint)
-        return ExtractorChoice(model.extractor, "pretext", config, vocabularies)
+        model, _, vocabularies = load_pretext(checkpoint)
+        return ExtractorChoice(model.extractor, "pretext", vocabularies)
     detector = Detector.from_bundle(run_dir)
     trained_on = frozenset()
     if TRAINING_FILES in detector.meta["files"]:
