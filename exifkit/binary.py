@@ -10,7 +10,6 @@ so it cannot drift to whatever shortcut separates the few training generators.
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,8 +24,8 @@ from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
-from .train import (MetricsLog, autocast, batch_positions, close_distributed, load_checkpoint, resolve_precision,
-                    resume_state, rng_state, save_checkpoint, setup_run, trained_checkpoint)
+from .train import (MetricsLog, autocast, batch_positions, close_distributed, keep_if_best, load_checkpoint,
+                    resolve_precision, resume_state, rng_state, save_checkpoint, setup_run, trained_checkpoint)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -348,11 +347,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     def validate(step: int) -> None:
         score = validation_auc(model, validation)
         val_log.append({"step": step, "macro_auc": round(score, 5)})
-        best = out / "best.pt"
-        previous = load_checkpoint(best)["validation_score"] if best.exists() else -math.inf
-        if score > previous:
-            save_checkpoint(best, {"step": step, "model": model.state_dict(), "validation_score": score,
-                                   "config": config_dict})
+        keep_if_best(out / "best.pt", score, {"step": step, "model": model.state_dict(), "config": config_dict})
 
     need_frozen = config.alpha > 0 or (log is not None)
     net.train()

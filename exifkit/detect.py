@@ -350,6 +350,20 @@ def choose_extractor(source: str | Path | None, results_dir: str | Path, root: s
     return ExtractorChoice(detector.extractor, str(run_dir), detector=detector, trained_on=trained_on)
 
 
+def evaluation_inputs(profile, store, results_dir: str | Path, source: str | Path | None = None, *,
+                      mark_seen: bool = True):
+    """(ExtractorChoice, Splits) for notebooks 03-05: the ``source`` extractor (None: the profile's
+    ``[evaluation] extractor``, else "pretext") and the profile's splits without the files its bundle
+    trained on. With ``mark_seen``, a bundle whose detectors are evaluated as shipped also gives the
+    generators that count as *seen*."""
+    choice = choose_extractor(source or profile.evaluation.get("extractor", "pretext"), results_dir, profile.root,
+                              profile=profile.name)
+    splits = profile.splits(store.manifest).excluding(choice.trained_on)
+    if mark_seen and not choice.trains_binary(profile.name):
+        splits = splits.with_seen(choice.detector.meta.get("seen_generators", []))
+    return choice, splits
+
+
 def default_bundle(root: Path) -> Path:
     """The shipped reference bundle (trained on the extended profile); the demo's bundle only when a
     checkout lacks it."""

@@ -44,29 +44,36 @@ def _generator_table(table: pd.DataFrame) -> str:
     return out.to_markdown(index=False)
 
 
-def pretext_budget(run_dir: Path) -> str | None:
-    """One line on a pretext run, from its log and checkpoints (None when they are not here)."""
+def _run_record(run_dir: Path):
+    """(log, last checkpoint, kept checkpoint) of a training run, or None when they are not here."""
     from .train import load_checkpoint, trained_checkpoint
 
     run_dir = Path(run_dir)
     if not ((run_dir / "metrics.csv").exists() and (run_dir / "last.pt").exists()):
         return None
-    log, state = pd.read_csv(run_dir / "metrics.csv"), load_checkpoint(run_dir / "last.pt")
+    return (pd.read_csv(run_dir / "metrics.csv"), load_checkpoint(run_dir / "last.pt"),
+            load_checkpoint(trained_checkpoint(run_dir)))
+
+
+def pretext_budget(run_dir: Path) -> str | None:
+    """One line on a pretext run, from its log and checkpoints (None when they are not here)."""
+    record = _run_record(run_dir)
+    if record is None:
+        return None
+    log, state, kept = record
     cfg = state["config"]
     return (f"{int(log['step'].iloc[-1])} steps x {cfg['batch_pairs']} pairs ({cfg['n_patches']} patches of "
             f"{cfg['extractor']['patch_size']} px), {log['seconds'].iloc[-1] / 60:.0f} min, precision "
-            f"{state.get('precision_used', 'fp32')}; weights kept: step {load_checkpoint(trained_checkpoint(run_dir))['step']}")
+            f"{state.get('precision_used', 'fp32')}; weights kept: step {kept['step']}")
 
 
 def binary_budget(run_dir: Path) -> str | None:
     """One line on a binary run, from its log and checkpoints (None when they are not here)."""
-    from .train import load_checkpoint, trained_checkpoint
-
-    run_dir = Path(run_dir)
-    if not ((run_dir / "metrics.csv").exists() and (run_dir / "last.pt").exists()):
+    record = _run_record(run_dir)
+    if record is None:
         return None
-    log, state = pd.read_csv(run_dir / "metrics.csv"), load_checkpoint(run_dir / "last.pt")
-    cfg, kept = state["config"], load_checkpoint(trained_checkpoint(run_dir))
+    log, state, kept = record
+    cfg = state["config"]
     chosen = (f" (validation macro AUC {kept['validation_score']:.3f})" if "validation_score" in kept else "")
     return (f"{int(log['step'].iloc[-1])} steps x {cfg['batch_images']} images, alpha {cfg['alpha']:g}, "
             f"start {cfg['init']}, lr {cfg['lr']:g}, {log['seconds'].iloc[-1] / 60:.0f} min, precision "

@@ -27,8 +27,9 @@ from .exif.schema import (MISSING_CLASS, TAGS, ExifLabels, LabelConfig, Vocabula
 from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
 from .patches import grid_patches, random_patches, to_tensor
-from .train import (Distributed, MetricsLog, autocast, batch_positions, close_distributed, load_checkpoint,
-                    resolve_precision, resume_state, rng_state, save_checkpoint, setup_run, trained_checkpoint)
+from .train import (Distributed, MetricsLog, autocast, batch_positions, close_distributed, keep_if_best,
+                    load_checkpoint, resolve_precision, resume_state, rng_state, save_checkpoint, setup_run,
+                    trained_checkpoint)
 
 
 @dataclass(frozen=True)
@@ -257,12 +258,9 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
         score = validation_score(table)
         val_log.append({"step": step, "score": round(score, 5),
                         **{r.tag: round(r.score, 5) for r in table.itertuples()}})
-        best = out / "best.pt"
-        previous = load_checkpoint(best)["validation_score"] if best.exists() else -math.inf
-        if score > previous:
-            save_checkpoint(best, {"step": step, "model": model.state_dict(), "validation_score": score,
-                                   "config": config.to_dict(), "head_sizes": list(sizes),
-                                   "vocabularies": _vocab_lists(photos.labels.vocabularies)})
+        keep_if_best(out / "best.pt", score, {"step": step, "model": model.state_dict(), "config": config.to_dict(),
+                                              "head_sizes": list(sizes),
+                                              "vocabularies": _vocab_lists(photos.labels.vocabularies)})
 
     def checkpoint(step: int):
         if ctx.is_main:

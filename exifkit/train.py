@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,13 @@ def trained_checkpoint(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     best = run_dir / "best.pt"
     return best if best.exists() else run_dir / "last.pt"
+
+
+def keep_if_best(path: Path, score: float, state: dict) -> None:
+    """Write ``state`` (with its ``validation_score``) to ``path`` when ``score`` beats the one stored there."""
+    previous = load_checkpoint(path)["validation_score"] if Path(path).exists() else -math.inf
+    if score > previous:
+        save_checkpoint(path, {**state, "validation_score": score})
 
 
 def close_distributed(ctx: Distributed) -> None:

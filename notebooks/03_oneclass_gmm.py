@@ -65,7 +65,7 @@ import torch
 from IPython.display import Markdown, display
 
 from exifkit.config import data_store, load_profile
-from exifkit.detect import choose_extractor
+from exifkit.detect import evaluation_inputs
 from exifkit.model.extractor import Extractor
 from exifkit.oneclass import evaluate_oneclass
 from exifkit.perturb import load_protocols
@@ -75,10 +75,8 @@ out = Path(results_dir)
 prof = load_profile(profile)
 store = data_store(prof, mirrors=mirrors)
 evaluation = prof.evaluation
-choice = choose_extractor(extractor or evaluation.get("extractor", "pretext"), out, prof.root,
-                          profile=prof.name)
+choice, splits = evaluation_inputs(prof, store, out, extractor, mark_seen=False)
 all_splits = prof.splits(store.manifest)
-splits = all_splits.excluding(choice.trained_on)
 cache = out / "feature_cache"
 settings = {"paper": prof.oneclass_config(method="gmm"), "small_sample": prof.oneclass_small_sample_config()}
 shipped = prof.oneclass_config().method.replace("gmm", "paper")

@@ -62,7 +62,7 @@ from IPython.display import Markdown, display
 from exifkit.binary import (aligned_validation, fake_probabilities, from_official, load_binary, train_binary,
                             training_data, validation_threshold)
 from exifkit.config import data_store, load_profile
-from exifkit.detect import choose_extractor
+from exifkit.detect import evaluation_inputs
 from exifkit.metrics import seen_unseen_means, suite_table
 from exifkit.model import load_official
 from exifkit.perturb import load_protocols
@@ -71,12 +71,8 @@ from exifkit.report import binary_training_figure, roc_figure, save_figure, save
 out = Path(results_dir)
 prof = load_profile(profile)
 store = data_store(prof, mirrors=mirrors)
-choice = choose_extractor(extractor or prof.evaluation.get("extractor", "pretext"), out, prof.root,
-                          profile=prof.name)
-splits = prof.splits(store.manifest).excluding(choice.trained_on)
+choice, splits = evaluation_inputs(prof, store, out, extractor)  # "seen": seen by the detectors evaluated
 train_here = choice.trains_binary(prof.name)
-if not train_here:  # "seen" means seen by the shipped detector
-    splits = splits.with_seen(choice.detector.meta.get("seen_generators", []))
 config = prof.binary_config(seed=seed, **({"steps": steps} if steps else {}))
 if train_here and choice.extractor.config != config.extractor:
     config = type(config)(**{**config.__dict__, "extractor": choice.extractor.config})

@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 
 from exifkit.binary import load_binary
 from exifkit.config import data_store, load_profile
-from exifkit.detect import choose_extractor, save_bundle, write_reference_scores
+from exifkit.detect import evaluation_inputs, save_bundle, write_reference_scores
 from exifkit.model.extractor import Extractor
 from exifkit.oneclass import OneClassDetector
 from exifkit.perturb import load_protocols
@@ -85,9 +85,7 @@ if official:
     splits, store, vocabularies = Splits(reals, [], suite, ["progan"]), suite_store, {}
     binary_threshold, binary_validation = 0.5, None
 else:
-    choice = choose_extractor(extractor or evaluation.get("extractor", "pretext"), out, prof.root,
-                              profile=prof.name)
-    splits = prof.splits(store.manifest).excluding(choice.trained_on)
+    choice, splits = evaluation_inputs(prof, store, out, extractor)
     extractor = choice.extractor
     vocabularies = choice.vocabularies or (choice.detector.meta.get("vocabularies", {}) if choice.from_bundle else {})
     shipped = prof.oneclass_config().method.replace("gmm", "paper")
@@ -104,7 +102,6 @@ else:
             binaries[name] = (load_binary(trained_checkpoint(run), extractor.config, extractor),
                               json.loads((run / "threshold.json").read_text()))
     else:
-        splits = splits.with_seen(choice.detector.meta.get("seen_generators", []))
         binaries = choice.detector.shipped_binaries()
     main_name = next(iter(binaries))
     binary, binary_validation = binaries[main_name]

@@ -11,7 +11,7 @@ A *suite* is a named list of (real set, fake set, generator) pairs. Every real u
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -125,16 +125,14 @@ class Splits:
     def excluding(self, sha256s) -> "Splits":
         """The same training sets with a test suite that leaves out the files in ``sha256s`` (what a
         model brought in from elsewhere trained on), so it is only tested on images it never saw."""
-        return Splits(self.oneclass_train, self.binary_train, self.suite.excluding(sha256s), self.seen_generators,
-                      self.pretext_photos)
+        return replace(self, suite=self.suite.excluding(sha256s))
 
     def with_seen(self, generators) -> "Splits":
         """The same sets with the test pairs' ``seen`` marks taken from another model's training
         generators (a shipped detector's, evaluated on this profile's suite)."""
         seen = set(generators)
         pairs = [Pair(p.generator, p.reals, p.fakes, p.generator in seen) for p in self.suite.pairs]
-        return Splits(self.oneclass_train, self.binary_train, Suite(self.suite.name, pairs, self.suite.real_source),
-                      sorted(seen), self.pretext_photos)
+        return replace(self, suite=Suite(self.suite.name, pairs, self.suite.real_source), seen_generators=sorted(seen))
 
     def check_disjoint(self) -> None:
         test = {s.entry.sha256 for s in self.suite.samples()}
