@@ -22,6 +22,7 @@ from torch import nn
 
 from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
+from .errors import SettingError
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
 from .train import (MetricsLog, autocast, batch_positions, close_distributed, keep_if_best, load_checkpoint,
@@ -120,7 +121,7 @@ class BinaryConfig:
         aug = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("augment", {}).items()}
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown binary setting(s): {sorted(unknown)}")
+            raise SettingError(f"unknown binary setting(s): {sorted(unknown)}")
         return cls(extractor=extractor, augment=AugmentConfig(**aug), **raw)
 
 
@@ -329,7 +330,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     if config.init == "pretext":
         model.extractor.load_state_dict(frozen.state_dict())
     elif config.init != "random":
-        raise ValueError(f"init must be 'random' or 'pretext', not {config.init!r}")
+        raise SettingError(f"init must be 'random' or 'pretext', not {config.init!r}")
     model.to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     ckpt_path = out / "last.pt"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
 from .config import available_profiles, data_store, load_profile
+from .errors import MissingInputError, SettingError, TooFewImagesError, UserError
 
 EPILOG = """examples:
   exifkit data verify demo                        check the embedded demo data
@@ -48,14 +50,32 @@ def cmd_data_fetch(args) -> int:
 
 
 def _camera_records(args):
+    """(name, records) of a profile's camera photos or of the images in a folder; a folder's files
+    that are not images the kit reads, and paths that cannot be reached, are named on stderr."""
+    from .data.images import ImageLoadError, probe_image
+    from .data.inputs import collect_files
     from .exif.read import read_many
 
     if args.target in available_profiles():
         store = data_store(load_profile(args.target), mirrors=args.mirror)
         entries = [e for e in store.manifest if e.kind == "camera"]
         return args.target, read_many(store.path(e) for e in entries)
-    paths = sorted(p for p in Path(args.target).rglob("*") if p.is_file())
-    return Path(args.target).name, read_many(paths)
+    target = Path(args.target)
+    if not target.is_dir():
+        raise MissingInputError(f"{target}: not a profile ({', '.join(available_profiles())}) and not a folder")
+    found = collect_files([target])
+    images = []
+    for path in found.files:
+        try:
+            probe_image(path)
+            images.append(path)
+        except ImageLoadError as exc:
+            found.problems.add(exc)
+    for problem in found.problems.failures:
+        print(f"exifkit exif card: skipped {problem}", file=sys.stderr)
+    if not images:
+        raise TooFewImagesError(f"{target}: no image files to describe ({found.note()})")
+    return target.name, read_many(images)
 
 
 def cmd_exif_card(args) -> int:
@@ -73,12 +93,19 @@ def cmd_exif_card(args) -> int:
 
 
 def cmd_exif_show(args) -> int:
+    """Exit 1 if any file has no EXIF or cannot be read; each is named with the reason."""
+    from .data.images import ImageLoadError
     from .exif.read import read_exif
     from .exif.schema import TAGS
 
     status = 0
     for path in args.files:
-        record = read_exif(path)
+        try:
+            record = read_exif(path)
+        except ImageLoadError as exc:
+            print(f"exifkit exif show: {exc}", file=sys.stderr)
+            status = 1
+            continue
         if not record.values:
             print(f"{path}: no EXIF ({record.error or 'no EXIF block'})", file=sys.stderr)
             status = 1
@@ -97,7 +124,7 @@ def cmd_reproduce(args) -> int:
         for item in args.param:
             key, sep, value = item.partition("=")
             if not sep:
-                raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
+                raise SettingError(f"--param expects KEY=VALUE, got {item!r}")
             try:
                 params[key] = json.loads(value)
             except json.JSONDecodeError:
@@ -137,18 +164,14 @@ def cmd_pretext_train(args) -> int:
 
 def cmd_binary_train(args) -> int:
     from .binary import aligned_validation, load_binary, train_binary, training_data
-    from .detect import BundleError, choose_extractor
+    from .detect import choose_extractor
 
     profile = load_profile(args.profile)
     overrides = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("device", args.device))
                  if v is not None}
     config = profile.binary_config(**overrides)
     results = profile.results_dir()
-    try:
-        frozen = choose_extractor(args.pretext or "pretext", results, profile.root).extractor
-    except (FileNotFoundError, BundleError) as exc:
-        print(f"exifkit binary train: {exc}", file=sys.stderr)
-        return 1
+    frozen = choose_extractor(args.pretext or "pretext", results, profile.root).extractor
     if frozen.config != config.extractor:
         print(f"exifkit binary train: the extractor of {args.pretext} is not the profile's architecture",
               file=sys.stderr)
@@ -178,62 +201,72 @@ def _bundle_report(path, report, failures) -> int:
 
 
 def cmd_bundle_refit(args) -> int:
-    from .detect import BundleError, refit_bundle
+    from .detect import refit_bundle
 
-    try:
-        return _bundle_report(*refit_bundle(args.source, args.reals, args.out, progress=not args.quiet))
-    except (BundleError, ValueError) as exc:
-        print(f"exifkit bundle refit: {exc}", file=sys.stderr)
-        return 2
+    return _bundle_report(*refit_bundle(args.source, args.reals, args.out, progress=not args.quiet))
 
 
 def cmd_bundle_from_official(args) -> int:
-    from .detect import BundleError, bundle_from_official
-    from .model.official import CheckpointFormatError
+    from .detect import bundle_from_official
 
-    try:
-        return _bundle_report(*bundle_from_official(args.backbone, args.reals, args.out, args.binary,
-                                                    args.max_patches, progress=not args.quiet))
-    except (BundleError, CheckpointFormatError, ValueError) as exc:
-        print(f"exifkit bundle from-official: {exc}", file=sys.stderr)
-        return 2
+    return _bundle_report(*bundle_from_official(args.backbone, args.reals, args.out, args.binary,
+                                                args.max_patches, progress=not args.quiet))
 
 
 def cmd_detect(args) -> int:
+    """Results stream to stdout as each image is scored (JSON: one document at the end); every path
+    that cannot be scored is named on stderr as it is met. Exit 0: all scored; 1: some could not be."""
     import csv
-    from dataclasses import asdict
+    from dataclasses import asdict, fields
+
+    from tqdm import tqdm
 
     from .config import find_root
-    from .detect import BundleError, Detector, default_bundle, expand_paths
+    from .data.images import ImageLoadError
+    from .data.inputs import collect_files
+    from .detect import Detector, Score, default_bundle
 
     bundle = args.bundle or default_bundle(find_root())
-    try:
-        detector = Detector.from_bundle(bundle)
-    except BundleError as exc:
-        print(f"exifkit detect: {exc}", file=sys.stderr)
-        return 2
+    detector = Detector.from_bundle(bundle)
     for warning in detector.warnings:
         print(f"exifkit detect: warning: {warning}", file=sys.stderr)
-    results, errors = detector.score_paths(expand_paths(args.paths))
-    rows = [asdict(r) for r in results]
+    found = collect_files(args.paths)
+    errors = list(found.problems.failures)
+    for e in errors:
+        print(f"exifkit detect: {e}", file=sys.stderr)
+    if found.hidden:
+        print(f"exifkit detect: {found.note()}", file=sys.stderr)
+    rows = []
+    writer = csv.DictWriter(sys.stdout, fieldnames=[f.name for f in fields(Score)]) if args.csv else None
+    if writer and found.files:
+        writer.writeheader()
+    with tqdm(total=len(found.files), file=sys.stderr, unit="image", leave=False,
+              disable=args.quiet or not sys.stderr.isatty()) as bar:
+        for _, outcome in detector.iter_scores(found.files):
+            bar.update()
+            if isinstance(outcome, ImageLoadError):
+                errors.append(outcome)
+                bar.write(f"exifkit detect: {outcome}", file=sys.stderr)
+            elif args.json:
+                rows.append(asdict(outcome))
+            elif writer:
+                writer.writerow(asdict(outcome))
+            else:
+                bar.write(f"{outcome.path}\n  one-class: log-likelihood {outcome.loglik:10.1f} -> "
+                          f"{outcome.oneclass_verdict:12s}  binary: P(fake) {outcome.p_fake:.3f} -> "
+                          f"{outcome.binary_verdict}", file=sys.stdout)
+            sys.stdout.flush()
     if args.json:
         about = {"path": str(bundle), "profile": detector.meta.get("profile", ""),
                  "training_manifest_sha256": detector.meta.get("training_manifest_sha256", ""),
                  "oneclass_threshold": detector.oneclass.threshold, "binary_threshold": detector.binary_threshold,
                  "warnings": detector.warnings}
         print(json.dumps({"bundle": about, "results": rows,
-                          "errors": [{"path": str(e.path), "error": str(e)} for e in errors]}, indent=2))
-    elif args.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["path"])
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        for r in results:
-            print(f"{r.path}\n  one-class: log-likelihood {r.loglik:10.1f} -> {r.oneclass_verdict:12s}"
-                  f"  binary: P(fake) {r.p_fake:.3f} -> {r.binary_verdict}")
-    for e in errors:
-        print(f"exifkit detect: {e}", file=sys.stderr)
-    return 1 if errors else 0
+                          "errors": [{"path": str(e.path), "cause": e.cause, "error": str(e)} for e in errors]},
+                         indent=2))
+    if not found.files and not errors:
+        print("exifkit detect: nothing to score", file=sys.stderr)
+    return 1 if errors or not found.files else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce SDAIE (self-supervised AI-generated image detection from camera metadata): "
                     "data, EXIF labels and the paper's notebooks.")
     parser.add_argument("--version", action="version", version=f"exifkit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an input or setting error too (bugs always show one)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="list, fetch and verify datasets")
@@ -318,12 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     det = sub.add_parser("detect", help="score image files and folders with both detectors (pixels only)",
                          description="Scores every image with the one-class GMM (log-likelihood; low = AI-generated) "
-                                     "and the binary detector (P(fake)). EXIF is never read. Exit status 1 if "
-                                     "any file could not be scored.")
+                                     "and the binary detector (P(fake)). EXIF is never read. Folders are searched "
+                                     "recursively, links followed, names starting with '.' skipped (and counted). "
+                                     "Exit status 0: every file scored; 1: some path could not be scored (each is "
+                                     "named, the rest are scored); 2: the command could not run (bundle, arguments).")
     det.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     det.add_argument("--bundle", type=Path, default=None,
                      help="model bundle (default: the shipped reference, results/extended/bundle; "
                           "results/demo/bundle for the demo's own)")
+    det.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     fmt = det.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable JSON")
     fmt.add_argument("--csv", action="store_true", help="CSV on standard output")
@@ -339,12 +377,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_streams() -> None:
+    """A file name that is not valid in the terminal's encoding is printed escaped, not fatal."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv=None) -> int:
+    """User errors (see :mod:`exifkit.errors`) end in one line and exit 2; bugs keep their traceback."""
+    _tolerant_streams()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"exifkit: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # the reader went away (`exifkit detect ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except UserError as exc:
+        if args.debug:
+            raise
+        command = " ".join(v for k in ("command", "action", "binary_command", "bundle_command")
+                           if isinstance(v := getattr(args, k, None), str))
+        print(f"exifkit {command}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import MissingInputError, SettingError
+
 ROOT_ENV = "EXIFKIT_ROOT"
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -21,7 +23,7 @@ def find_root(start: Path | None = None) -> Path:
         for d in (base.resolve(), *base.resolve().parents):
             if (d / "data_manifests").is_dir():
                 return d
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"cannot find the exifkit checkout (a folder with data_manifests/); set {ROOT_ENV}"
     )
 
@@ -103,13 +105,13 @@ def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_file}.toml"
         if not path.is_file():
-            raise ValueError(f"unknown profile {name_or_file!r}; available: {', '.join(available_profiles())}")
+            raise SettingError(f"unknown profile {name_or_file!r}; available: {', '.join(available_profiles())}")
     with path.open("rb") as fh:
         raw = tomllib.load(fh)
     unknown = set(raw) - {"name", "description", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif", "pretext",
                            "evaluation", "oneclass", "binary"}
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
+        raise SettingError(f"{path}: unknown key(s) {sorted(unknown)}")
     return Profile(
         name=raw["name"], description=raw.get("description", ""), manifest=raw["manifest"],
         embedded_root=raw.get("embedded_root", ""), mirrors=tuple(raw.get("mirrors", ())),

@@ -22,7 +22,9 @@ import torch
 from . import __version__
 from .binary import BinaryModel
 from .data.images import FailureReport, ImageLoadError, load_rgb
+from .data.inputs import collect_files
 from .data.manifest import sha256_file
+from .errors import MissingInputError, UserError
 from .model.extractor import Extractor, ExtractorConfig
 from .oneclass import OneClassConfig, OneClassDetector
 from .patches import grid_patches, to_tensor
@@ -73,7 +75,7 @@ def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetect
     return out
 
 
-class BundleError(Exception):
+class BundleError(UserError):
     pass
 
 
@@ -145,9 +147,16 @@ class Detector:
         if not meta_file.is_file():
             raise BundleError(f"{root}: not a bundle (no bundle.json); `make reproduce` writes one to "
                               "results/<profile>/bundle")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{root}: bundle format {meta.get('format')} is not {BUNDLE_FORMAT}")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{meta_file}: not valid JSON ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise BundleError(f"{meta_file}: bundle format {found} is not {BUNDLE_FORMAT}")
+        missing = [k for k in ("files", "extractor", "max_patches") if k not in meta]
+        if missing or not isinstance(meta["files"], dict):
+            raise BundleError(f"{meta_file}: incomplete, no {', '.join(missing) or 'file table'}; rebuild the bundle")
         for name, digest in meta["files"].items():
             if not (root / name).is_file() or sha256_file(root / name) != digest:
                 raise BundleError(f"{root / name}: missing or does not match the hash in bundle.json")
@@ -192,19 +201,15 @@ class Detector:
         return Score(name, loglik, "real" if loglik > self.oneclass.threshold else "AI-generated", p_fake,
                      verdict, len(patches))
 
-    def score_paths(self, paths):
-        """Scores for every readable file; an unreadable one becomes an error entry, the rest go on."""
+    def iter_scores(self, paths):
+        """``(path, Score or ImageLoadError)`` for each path, in order, as each is scored: an
+        unreadable file is reported in its place and the rest go on."""
         from .features import prefetched
 
-        results, errors = [], []
         for path, image in prefetched(load_rgb, list(paths), depth=2):  # the next images decode meanwhile
-            if isinstance(image, ImageLoadError):
-                errors.append(image)
-            elif isinstance(image, BaseException):
+            if isinstance(image, BaseException) and not isinstance(image, ImageLoadError):
                 raise image
-            else:
-                results.append(self.score(image, name=str(path)))
-        return results, errors
+            yield path, image if isinstance(image, ImageLoadError) else self.score(image, name=str(path))
 
 
 def write_reference_scores(bundle: str | Path, demo_profile) -> Path:
@@ -236,10 +241,13 @@ def _fit_reals(extractor: Extractor, reals_dir: str | Path, max_patches: int | N
     threshold, its false-positive rate on those held-out reals reported."""
     from .features import folder_features
 
-    files = expand_paths([reals_dir])
-    if not files:
-        raise BundleError(f"{reals_dir}: no image files")
+    found = collect_files([reals_dir])
+    if not found.files:
+        raise BundleError(f"{reals_dir}: no image files" + (f" ({found.problems.failures[0]})" if found.problems else ""))
+    files = found.files
     feats, ok, failures = folder_features(extractor, files, max_patches=max_patches, progress=progress)
+    for problem in found.problems.failures:
+        failures.add(problem)
     detector = OneClassDetector(config).fit(feats)
     digest = hashlib.sha256("".join(sorted(sha256_file(f) for f, o in zip(files, ok) if o)).encode()).hexdigest()
     report = {"reals": int(ok.sum()), "unreadable": len(failures), "fitted_on": detector.n_train,
@@ -336,7 +344,7 @@ def choose_extractor(source: str | Path | None, results_dir: str | Path, root: s
     if not (run_dir / "bundle.json").is_file():
         checkpoint = trained_checkpoint(run_dir)
         if not checkpoint.exists():
-            raise FileNotFoundError(f"{checkpoint}: no pretext weights; run notebook 02 (or `exifkit pretext "
+            raise MissingInputError(f"{checkpoint}: no pretext weights; run notebook 02 (or `exifkit pretext "
                                     "train`) first, or use the reference extractor (extractor = 'reference')")
         model, _, vocabularies = load_pretext(checkpoint)
         return ExtractorChoice(model.extractor, "pretext", vocabularies)
@@ -369,14 +377,3 @@ def default_bundle(root: Path) -> Path:
     checkout lacks it."""
     reference = Path(root) / "results" / "extended" / "bundle"
     return reference if (reference / "bundle.json").is_file() else Path(root) / "results" / "demo" / "bundle"
-
-
-def expand_paths(items) -> list[Path]:
-    """Files as given, folders walked recursively (sorted); hidden files skipped."""
-    out = []
-    for item in map(Path, items):
-        if item.is_dir():
-            out += sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
-        else:
-            out.append(item)
-    return out

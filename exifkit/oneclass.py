@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
+from .errors import SettingError, TooFewImagesError
 
 METHODS = ("gmm", "small_sample")
 
@@ -140,7 +141,7 @@ class OneClassDetector:
     def __init__(self, config: OneClassConfig | None = None):
         self.config = config or OneClassConfig()
         if self.config.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, not {self.config.method!r}")
+            raise SettingError(f"method must be one of {METHODS}, not {self.config.method!r}")
         self.gmm: GaussianMixture | None = None
         self.threshold: float | None = None
         self.n_train = 0
@@ -163,7 +164,7 @@ class OneClassDetector:
         c = self.config
         features = np.asarray(features, dtype=np.float64)
         if len(features) < c.n_components:
-            raise ValueError(f"{len(features)} training features for {c.n_components} mixture components")
+            raise TooFewImagesError(f"{len(features)} training features for {c.n_components} mixture components")
         if c.method == "small_sample":
             return self._fit_small_sample(features)
         self.gmm = GaussianMixture(n_components=c.n_components, covariance_type=c.covariance_type,
@@ -183,7 +184,7 @@ class OneClassDetector:
         order = np.random.default_rng([c.random_state, 5]).permutation(len(features))
         n_cal = int(round(len(features) * c.calibration_fraction))
         if n_cal < 10 or len(features) - n_cal < 2 * c.folds:
-            raise ValueError(f"{len(features)} reals are too few to fit on some and calibrate on "
+            raise TooFewImagesError(f"{len(features)} reals are too few to fit on some and calibrate on "
                              f"{c.calibration_fraction:.0%} of them (need 10 or more for calibration)")
         fit_part, calibration = features[order[n_cal:]], features[order[:n_cal]]
         self.mean = fit_part.mean(axis=0)

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .binary import gaussian_blur, jpeg
+from .errors import SettingError
 
 PROTOCOL_FILE = Path(__file__).parent / "protocols.toml"
 
@@ -39,7 +40,7 @@ class Step:
             size = int(p["size"])
             top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
             return image[top:top + size, left:left + size]
-        raise ValueError(f"unknown operation {self.op!r}")
+        raise SettingError(f"unknown operation {self.op!r}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,6 @@ def load_protocols(path: str | Path = PROTOCOL_FILE) -> dict[str, Protocol]:
         steps = tuple(Step(s["op"], tuple(sorted((k, v) for k, v in s.items() if k != "op"))) for s in spec["steps"])
         for s in steps:
             if s.op not in ("jpeg", "blur", "resize", "center_crop"):
-                raise ValueError(f"{path}: protocol {pid}: unknown operation {s.op!r}")
+                raise SettingError(f"{path}: protocol {pid}: unknown operation {s.op!r}")
         out[pid] = Protocol(pid, int(spec["version"]), spec.get("description", ""), steps, bool(spec.get("aligned")))
     return out

@@ -30,6 +30,7 @@ from .patches import grid_patches, random_patches, to_tensor
 from .train import (Distributed, MetricsLog, autocast, batch_positions, close_distributed, keep_if_best,
                     load_checkpoint, resolve_precision, resume_state, rng_state, save_checkpoint, setup_run,
                     trained_checkpoint)
+from .errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class PretextConfig:
             ext["convs_per_stage"] = tuple(ext["convs_per_stage"])
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown pretext setting(s): {sorted(unknown)}")
+            raise SettingError(f"unknown pretext setting(s): {sorted(unknown)}")
         return cls(extractor=ExtractorConfig(**ext), **raw)
 
     def to_dict(self) -> dict:

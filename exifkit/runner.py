@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import Profile
+from .errors import MissingInputError
 
 PROVENANCE_PACKAGES = ("exifkit", "torch", "torchvision", "numpy", "pillow", "piexif", "scikit-learn",
                        "pandas", "seaborn", "matplotlib", "papermill", "jupytext", "pooch")
@@ -51,7 +52,7 @@ def notebook_sources(root: Path, names=()) -> list[Path]:
         found = [p for p in found if p.stem in wanted or p.stem[:2] in wanted]
         missing = wanted - {p.stem for p in found} - {p.stem[:2] for p in found}
         if missing:
-            raise FileNotFoundError(f"no notebook for {sorted(missing)} under {root / 'notebooks'}")
+            raise MissingInputError(f"no notebook for {sorted(missing)} under {root / 'notebooks'}")
     return found
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from .errors import SettingError
 
 
 def batch_positions(n_items: int, step: int, batch: int, seed: int, rank: int = 0, world: int = 1):
@@ -95,7 +96,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """"auto" is bf16 where the hardware runs it natively, fp32 elsewhere (logged, with the reason).
     An explicit "bf16" is honoured even when emulated: it is what the user asked for."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        raise SettingError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision != "auto":
         return precision
     ok, why = bf16_supported(device)

@@ -64,7 +64,7 @@ def test_extended_verifies_and_fetches_from_the_shared_mirror(capsys, tmp_path):
 @pytest.mark.slow
 def test_binary_train_command_trains_against_a_pretext_run(tmp_path, capsys):
     pre, run = tmp_path / "pretext", tmp_path / "binary"
-    assert main(["binary", "train", "--profile", "demo", "--pretext", str(pre), "--out", str(run)]) == 1
+    assert main(["binary", "train", "--profile", "demo", "--pretext", str(pre), "--out", str(run)]) == 2
     assert "no pretext weights" in capsys.readouterr().err
     assert main(["pretext", "train", "--profile", "demo", "--steps", "1", "--out", str(pre), "--quiet"]) == 0
     assert main(["binary", "train", "--profile", "demo", "--steps", "2", "--alpha", "0", "--pretext", str(pre),
@@ -75,3 +75,28 @@ def test_binary_train_command_trains_against_a_pretext_run(tmp_path, capsys):
 
     state = load_checkpoint(run / "last.pt")
     assert state["step"] == 2 and state["config"]["alpha"] == 0 and state["precision_used"] in ("bf16", "fp32")
+
+
+def test_exif_card_refuses_what_is_not_a_folder_of_images(tmp_path, demo_camera_paths, capsys):
+    import shutil
+
+    assert main(["exif", "card", str(tmp_path / "nowhere"), "--out", str(tmp_path / "card")]) == 2
+    assert "nowhere: not a profile" in capsys.readouterr().err and not (tmp_path / "card").exists()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("not an image")
+    (tmp_path / "docs" / "fake.jpg").write_bytes(b"not a jpeg either")
+    assert main(["exif", "card", str(tmp_path / "docs"), "--out", str(tmp_path / "card")]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt: not an image" in err and "fake.jpg: not an image" in err and "no image files" in err
+    shutil.copy(demo_camera_paths[0], tmp_path / "docs" / "photo.jpg")
+    assert main(["exif", "card", str(tmp_path / "docs"), "--out", str(tmp_path / "card")]) == 0
+    assert json.loads((tmp_path / "card" / "exif_card.json").read_text())["images"] == 1
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_exif_show_tells_a_missing_or_unreadable_file_from_one_without_exif(tmp_path, capsys):
+    (tmp_path / "folder.jpg").mkdir()
+    assert main(["exif", "show", str(tmp_path / "gone.jpg"), str(tmp_path / "folder.jpg")]) == 1
+    err = capsys.readouterr().err
+    assert "gone.jpg: file not found" in err and "folder.jpg: not a regular file (a folder)" in err
+    assert "no EXIF" not in err

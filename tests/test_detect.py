@@ -211,3 +211,111 @@ def test_a_binary_file_with_missing_weights_is_refused(bundle):
     (path / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="classifier.weight"):
         Detector.from_bundle(path)
+
+
+def _image(path, seed=0):
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path, quality=90)
+    return path
+
+
+def test_detect_names_every_path_it_cannot_score_and_scores_the_rest(bundle, tmp_path, capsys):
+    import os
+
+    path, _, _ = bundle
+    folder = tmp_path / "photos"
+    (folder / "empty_sub").mkdir(parents=True)  # nothing in it, so nothing to name
+    _image(folder / "good.jpg")
+    (folder / ".thumb.jpg").write_bytes(b"x")
+    os.symlink("nowhere.jpg", folder / "dangling.jpg")
+    os.symlink("loop_b", folder / "loop_a")
+    os.symlink("loop_a", folder / "loop_b")
+    (tmp_path / "x.jpg").mkdir()
+    args = [str(folder), str(tmp_path / "x.jpg"), str(tmp_path / ("n" * 300 + ".jpg")), str(tmp_path / "gone.jpg")]
+    assert main(["detect", *args, "--bundle", str(path), "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert [r["path"] for r in report["results"]] == [str(folder / "good.jpg")]
+    assert {e["cause"] for e in report["errors"]} == {
+        "symbolic link to nothing", "symbolic link loop", "folder holds no files", "path too long for the file system",
+        "file not found"}
+    assert len(report["errors"]) == 6
+    for name in ("dangling.jpg", "loop_a", "loop_b", "x.jpg", "nnnn", "gone.jpg"):
+        assert name in captured.err
+    assert "1 hidden entry skipped" in captured.err
+
+
+def test_detect_on_nothing_to_score_says_so_and_fails(bundle, tmp_path, capsys):
+    path, _, _ = bundle
+    (tmp_path / "empty").mkdir()
+    assert main(["detect", str(tmp_path / "empty"), "--bundle", str(path)]) == 1
+    assert "empty: folder holds no files" in capsys.readouterr().err
+
+
+def test_results_stream_as_they_are_scored_with_a_progress_bar_on_a_terminal(bundle, tmp_path, capsys, monkeypatch):
+    import sys
+
+    path, _, _ = bundle
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        _image(tmp_path / "in" / f"{i}.jpg", seed=i)
+    printed_before = []
+    score = Detector.score
+
+    def watching(self, image, name=""):
+        printed_before.append(capsys.readouterr().out.count("P(fake)"))
+        return score(self, image, name)
+
+    monkeypatch.setattr(Detector, "score", watching)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["detect", str(tmp_path / "in"), "--bundle", str(path)]) == 0
+    assert printed_before == [0, 1, 1]  # each result was out before the next image was scored
+    assert "image" in capsys.readouterr().err  # tqdm's bar: "3/3 [..., image/s]"
+
+
+def test_a_file_name_the_terminal_cannot_encode_is_escaped_not_fatal(bundle, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path, _, _ = bundle
+    folder = tmp_path / "names"
+    folder.mkdir()
+    _image(folder / "good.jpg")
+    _image(os.path.join(os.fsencode(folder), b"bad\xff.jpg"))
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONWARNINGS": "default"}
+    run = subprocess.run([sys.executable, "-m", "exifkit.cli", "detect", str(folder), "--bundle", str(path), "--csv"],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "bad\\udcff.jpg" in run.stdout and "good.jpg" in run.stdout
+    leaks = [line for line in run.stderr.splitlines() if not line.startswith("exifkit detect: ")]
+    assert leaks == []  # no warning leaks: not Pillow's, not PyTorch's
+
+
+def test_bugs_keep_their_traceback_user_errors_do_not(bundle, tmp_path, capsys, monkeypatch):
+    path, _, _ = bundle
+    _image(tmp_path / "a.jpg")
+    assert main(["detect", str(tmp_path), "--bundle", str(tmp_path / "no_bundle")]) == 2
+    assert capsys.readouterr().err.startswith("exifkit detect: ")
+    with pytest.raises(BundleError):
+        main(["--debug", "detect", str(tmp_path), "--bundle", str(tmp_path / "no_bundle")])
+
+    def broken(self, image, name=""):
+        raise ValueError("a bug deep inside")
+
+    monkeypatch.setattr(Detector, "score", broken)
+    with pytest.raises(ValueError, match="a bug deep inside"):
+        main(["detect", str(tmp_path), "--bundle", str(path)])
+
+
+@pytest.mark.parametrize("text, says", [
+    ("{\n", "bundle.json: not valid JSON"),
+    ('{"format": 1}', "bundle.json: incomplete, no files, extractor, max_patches"),
+    ("[1, 2]", "bundle.json: bundle format list is not 1"),
+])
+def test_a_broken_bundle_description_is_named(bundle, text, says):
+    path, _, _ = bundle
+    (path / "bundle.json").write_text(text)
+    with pytest.raises(BundleError, match=says):
+        Detector.from_bundle(path)

@@ -39,3 +39,15 @@ def test_normalisation_uses_clip_statistics():
     assert t.shape == (2, 3, 4, 4) and t.dtype == torch.float32
     assert torch.allclose(t[:, 0], torch.tensor((1 - CLIP_MEAN[0]) / CLIP_STD[0]))
     assert torch.allclose(t[:, 2], torch.tensor(-CLIP_MEAN[2] / CLIP_STD[2]))
+
+
+def test_read_only_arrays_become_tensors_without_a_warning():
+    import warnings
+
+    from exifkit.patches import ensure_min_side, grid_patches, to_tensor
+
+    small = ensure_min_side(np.zeros((10, 10, 3), np.uint8), 16)  # a view of Pillow's buffer
+    assert not small.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert to_tensor(grid_patches(small, 16)).shape == (1, 3, 16, 16)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from ..errors import UserError
 
 
-class UnsafeArchiveError(Exception):
+class UnsafeArchiveError(UserError):
     pass
 
 

@@ -11,13 +11,19 @@ different residual statistics and make the label depend on how the photographer 
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import struct
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from ..errors import UserError
 
 Image.init()  # register every plugin now: Image.open(formats=...) looks them up by name
 #: Formats the kit decodes (MPO multi-picture files open through the JPEG plugin). Anything else is
@@ -27,7 +33,7 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
-class ImageLoadError(Exception):
+class ImageLoadError(UserError):
     """An image that cannot be used, with the file and the cause."""
 
     cause = "cannot be read"
@@ -69,6 +75,47 @@ class ImageTooSmallError(ImageLoadError):
     cause = "image is smaller than required"
 
 
+class PermissionDeniedError(ImageLoadError):
+    cause = "permission denied"
+
+
+class BrokenLinkError(ImageLoadError):
+    cause = "symbolic link to nothing"
+
+
+class LinkLoopError(ImageLoadError):
+    cause = "symbolic link loop"
+
+
+class PathTooLongError(ImageLoadError):
+    cause = "path too long for the file system"
+
+
+class NotAFileError(ImageLoadError):
+    cause = "not a regular file"
+
+
+class UnreadablePathError(ImageLoadError):
+    cause = "cannot be read"
+
+
+def path_error(path: str | Path, exc: OSError) -> ImageLoadError:
+    """The :class:`ImageLoadError` for an ``OSError`` met while reaching ``path`` (stat, open, list)."""
+    path = Path(path)
+    code = exc.errno
+    if code == errno.ENOENT:
+        return BrokenLinkError(path, f"points to {os.readlink(path)}") if path.is_symlink() else MissingImageError(path)
+    if code == errno.ELOOP:
+        return LinkLoopError(path)
+    if code == errno.ENAMETOOLONG:
+        return PathTooLongError(path, f"{len(os.fsencode(path))} bytes")
+    if code in (errno.EACCES, errno.EPERM):
+        return PermissionDeniedError(path)
+    if code == errno.EISDIR:
+        return NotAFileError(path, "a folder")
+    return UnreadablePathError(path, exc.strerror or str(exc))
+
+
 def _to_rgb8(img: Image.Image) -> np.ndarray:
     """Convert any decoded mode to RGB uint8 without touching orientation."""
     mode = img.mode
@@ -90,6 +137,47 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _open_file(path: Path):
+    """The file opened for reading, or the :class:`ImageLoadError` saying why it cannot be."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAFileError(path, "a folder" if stat.S_ISDIR(info.st_mode) else "a device, socket or pipe")
+        if info.st_size == 0:
+            raise EmptyImageError(path)
+        return open(path, "rb")
+    except OSError as exc:
+        raise path_error(path, exc) from exc
+
+
+@contextmanager
+def _decoding(path: Path):
+    """Whatever Pillow raises while parsing ``path``, as the ImageLoadError that names its cause."""
+    try:
+        with warnings.catch_warnings():
+            # The size is checked by the caller against its ``max_pixels``, so Pillow's own 89.5 MP
+            # warning is not what decides; its hard limit (twice that) is mapped to ImageTooLargeError.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns about malformed metadata it parses on the way; the pixels are what is read.
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(path, str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise NotAnImageError(path, f"allowed formats: {', '.join(ALLOWED_FORMATS)}") from exc
+    except OSError as exc:
+        if exc.errno is not None:  # the file system, not the decoder (a disk error, a file pulled away)
+            raise path_error(path, exc) from exc
+        text = str(exc)
+        if "truncated" in text.lower() or "premature end" in text.lower():
+            raise TruncatedImageError(path, text) from exc
+        raise CorruptImageError(path, text) from exc
+    except (ValueError, SyntaxError, EOFError, IndexError, struct.error) as exc:
+        raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
+
+
 def load_rgb(
     path: str | Path,
     *,
@@ -98,40 +186,28 @@ def load_rgb(
 ) -> np.ndarray:
     """Decode ``path`` to an (H, W, 3) uint8 array in sensor orientation (first frame only)."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingImageError(path)
-    if path.stat().st_size == 0:
-        raise EmptyImageError(path)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError(
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process; exifkit refuses to decode "
             "truncated files silently. Set it back to False."
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=ALLOWED_FORMATS) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    raise ImageTooLargeError(path, f"{width}x{height} exceeds {max_pixels:,} pixels")
-                if min(width, height) < min_side:
-                    raise ImageTooSmallError(path, f"{width}x{height}, need at least {min_side} px per side")
-                img.seek(0)
-                img.load()
-                return _to_rgb8(img)
-    except ImageLoadError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(path, str(exc)) from exc
-    except UnidentifiedImageError as exc:
-        raise NotAnImageError(path, f"allowed formats: {', '.join(ALLOWED_FORMATS)}") from exc
-    except OSError as exc:
-        text = str(exc)
-        if "truncated" in text.lower() or "premature end" in text.lower():
-            raise TruncatedImageError(path, text) from exc
-        raise CorruptImageError(path, text) from exc
-    except (ValueError, SyntaxError, EOFError, IndexError, struct.error) as exc:
-        raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
+    with _open_file(path) as handle, _decoding(path), Image.open(handle, formats=ALLOWED_FORMATS) as img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageTooLargeError(path, f"{width}x{height} exceeds {max_pixels:,} pixels")
+        if min(width, height) < min_side:
+            raise ImageTooSmallError(path, f"{width}x{height}, need at least {min_side} px per side")
+        img.seek(0)
+        img.load()
+        return _to_rgb8(img)
+
+
+def probe_image(path: str | Path) -> str:
+    """The format of an image file from its header alone (no pixels decoded): a cheap "is this an
+    image the kit reads?" for tools that only need its metadata."""
+    path = Path(path)
+    with _open_file(path) as handle, _decoding(path), Image.open(handle, formats=ALLOWED_FORMATS) as img:
+        return img.format
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tqdm.auto import tqdm
+from ..errors import UserError
 
 #: Column order of every manifest CSV.
 COLUMNS = (
@@ -24,7 +25,7 @@ CACHE_ENV = "EXIFKIT_CACHE"
 MIRROR_ENV = "EXIFKIT_MIRROR"
 
 
-class ManifestError(Exception):
+class ManifestError(UserError):
     """A manifest that cannot be read, or a file that does not match it."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingInputError
 from .images import load_rgb
 from .manifest import DataStore, Entry
 
@@ -266,7 +267,7 @@ def folder_suite(root: str | Path, name: str = "", seen=()) -> Suite:
 
         pairs.append(Pair(gen_dir.name, samples(real_dir, 0), samples(fake_dir, 1), gen_dir.name in set(seen)))
     if not pairs:
-        raise FileNotFoundError(f"{root}: no <generator>/0_real and <generator>/1_fake folders")
+        raise MissingInputError(f"{root}: no <generator>/0_real and <generator>/1_fake folders")
     return Suite(name or root.name, pairs, f"the 0_real folder of each subset under {root}")
 
 
@@ -277,7 +278,7 @@ def find_benchmark_root(folder: str | Path) -> Path:
     for candidate in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
         if any((d / "0_real").is_dir() and (d / "1_fake").is_dir() for d in candidate.iterdir() if d.is_dir()):
             return candidate
-    raise FileNotFoundError(f"{folder}: no <subset>/0_real and <subset>/1_fake folders inside")
+    raise MissingInputError(f"{folder}: no <subset>/0_real and <subset>/1_fake folders inside")
 
 
 def official_inputs(store: DataStore, extract_to: str | Path, seen=("progan",)):

@@ -16,6 +16,8 @@ from pathlib import Path
 import piexif
 from PIL import Image
 
+from ..data.images import ImageLoadError, path_error
+
 RATIONAL_TYPES = (piexif.TYPES.Rational, piexif.TYPES.SRational)
 ASCII_TYPES = (piexif.TYPES.Ascii,)
 _IFDS = ("0th", "Exif")
@@ -122,12 +124,15 @@ def _normalise(value, tag_type: int | None):
 
 @dataclass
 class ExifRecord:
-    """Normalised EXIF of one file. ``reader`` says which reader succeeded; ``error`` why others failed."""
+    """Normalised EXIF of one file. ``reader`` says which reader succeeded; ``error`` why others failed;
+    ``unreadable`` why the file itself could not be read (missing, a folder, no permission), which
+    is not the same as a file without EXIF."""
 
     path: Path
     values: dict[str, object] = field(default_factory=dict)
     reader: str = "none"
     error: str = ""
+    unreadable: str = ""
 
     def get(self, name: str, default=None):
         return self.values.get(name, default)
@@ -167,13 +172,19 @@ def _pillow_values(path: Path) -> dict[str, object]:
 
 
 def read_exif(path: str | Path) -> ExifRecord:
-    """Read every 0th/Exif IFD tag by its EXIF name; a file without EXIF gives an empty record.
+    """Read every 0th/Exif IFD tag by its EXIF name; a file without EXIF gives an empty record, a
+    path that is not a readable file raises :class:`~exifkit.data.images.ImageLoadError`.
 
     piexif decides the values it can read. Pillow fills two gaps: tags a writer put in the wrong IFD
     (ExposureMode in IFD0, Make in the Exif IFD), which piexif drops, and ASCII values, whose last
     byte piexif discards on the assumption that it is a NUL ("HTC" written without one becomes "HT").
     """
     path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise path_error(path, exc) from exc
     record = ExifRecord(path)
     errors = []
     try:
@@ -197,5 +208,12 @@ def read_exif(path: str | Path) -> ExifRecord:
 
 
 def read_many(paths) -> list[ExifRecord]:
-    """Records in the order given; a file without readable EXIF gives an empty record with the reason."""
-    return [read_exif(p) for p in paths]
+    """Records in the order given; a file without readable EXIF gives an empty record with the reason,
+    a file that cannot be read at all an empty record whose ``unreadable`` says why."""
+    records = []
+    for p in paths:
+        try:
+            records.append(read_exif(p))
+        except ImageLoadError as exc:
+            records.append(ExifRecord(Path(p), error=str(exc), unreadable=exc.cause))
+    return records

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .extractor import Extractor, ExtractorConfig
 from .heads import PretextHeads
 
@@ -21,7 +22,7 @@ PRETEXT_PREFIX = "module.backbone."
 BINARY_FROZEN, BINARY_TRAINED = "diffusionextractor_pretrained.", "diffusionextractor_random."
 
 
-class CheckpointFormatError(Exception):
+class CheckpointFormatError(UserError):
     pass
 
 

@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -65,6 +66,18 @@ def _compile(compiler: str, target: Path) -> None:
         os.replace(built, target)
 
 
+def _trusted(path: Path) -> None:
+    """Refuse a kernel folder or file that another user could have planted or can change: ctypes runs
+    whatever the file holds, so a shared temporary folder must be this user's alone."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise PermissionError(f"{path} is a symbolic link")
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to uid {info.st_uid}, not to this user")
+    if info.st_mode & 0o022:
+        raise PermissionError(f"{path} is writable by others (mode {info.st_mode & 0o777:o})")
+
+
 def _build() -> ctypes.CDLL:
     compiler = os.environ.get("CC", "cc")
     if shutil.which(compiler) is None:
@@ -75,8 +88,11 @@ def _build() -> ctypes.CDLL:
     folders = [cache_dir(), Path(tempfile.gettempdir()) / f"exifkit-kernels-{getattr(os, 'getuid', lambda: 0)()}"]
     for folder in folders:
         try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _trusted(folder)
             if not (folder / name).exists():
                 _compile(compiler, folder / name)
+            _trusted(folder / name)
             lib = ctypes.CDLL(str(folder / name))
             break
         except OSError as err:
@@ -121,10 +137,12 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
 
 
-def usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether the kernel handles this call: CPU float32 inference on channels-last maps it can tile."""
+def usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether the kernel handles this call: CPU float32 inference on channels-last maps it can tile.
+    Anything that wants a gradient (input, weight or bias) goes to PyTorch: the kernel has no backward."""
     n, c, h, w = x.shape
-    return (not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad)) \
+    wants_grad = any(t is not None and t.requires_grad for t in (x, weight, bias))
+    return (not torch.is_grad_enabled() or not wants_grad) \
         and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and weight.shape == (c, c, 3, 3) \
         and x.is_contiguous(memory_format=torch.channels_last) and c % 16 == 0 \
         and h % 4 == 0 and w % 4 == 0 and min(h, w) >= MIN_SIZE and n > 0 and available()
@@ -168,7 +186,7 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 
     ``transformed`` is :func:`transform_weight` of ``weight``, passed in to compute it once per model
     call rather than once per chunk of patches."""
-    if not usable(x, weight):
+    if not usable(x, weight, bias):
         return F.conv2d(pending.apply(x) if pending else x, weight, bias, padding=1), None
     n, c, h, w = x.shape
     u = transformed if transformed is not None else transform_weight(weight)

@@ -131,3 +131,50 @@ def test_load_many_reports_every_failure_and_keeps_the_rest(tmp_path, demo_camer
     assert len(report) == 2 and all(isinstance(e, ImageLoadError) for e in report.failures)
     md = report.to_markdown()
     assert "empty.jpg" in md and "text.jpg" in md and "2 image(s)" in md
+
+
+def test_a_permission_error_is_reported_as_one_not_as_corrupt_data(tmp_path, monkeypatch):
+    import errno
+
+    from exifkit.data import images
+
+    path = tmp_path / "locked.jpg"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def denied(*args, **kwargs):  # root reads any file, so the refusal is simulated
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(images, "open", denied, raising=False)
+    with pytest.raises(images.PermissionDeniedError, match="locked.jpg: permission denied"):
+        load_rgb(path)
+
+
+def test_a_folder_is_named_as_one(tmp_path):
+    (tmp_path / "x.jpg").mkdir()
+    with pytest.raises(ImageLoadError, match=r"x.jpg: not a regular file \(a folder\)"):
+        load_rgb(tmp_path / "x.jpg")
+
+
+def test_the_documented_pixel_ceiling_decides_not_pillows_warning_level(tmp_path, monkeypatch):
+    """The 100 MP default used to be undercut by Pillow's 89.48 MP warning, raised as an error: shown
+    here at a small scale by lowering Pillow's level, which is what the kit must not depend on."""
+    path = tmp_path / "big.png"
+    Image.new("L", (40, 40)).save(path)  # 1,600 pixels: over the warning level below, under twice it
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert load_rgb(path).shape == (40, 40, 3)
+    with pytest.raises(ImageTooLargeError):
+        load_rgb(path, max_pixels=1500)
+
+
+def test_malformed_metadata_warns_nothing_while_pixels_decode(tmp_path):
+    import warnings
+
+    raw = piexif.dump({"0th": {piexif.ImageIFD.Make: b"Canon" + b"x" * 40}})
+    Image.new("RGB", (64, 64)).save(tmp_path / "ok.jpg", exif=raw)
+    data = bytearray((tmp_path / "ok.jpg").read_bytes())
+    entry = data.find(b"\x01\x0f\x00\x02")  # the Make entry (big-endian): inflate its byte count
+    data[entry + 4:entry + 8] = (100_000).to_bytes(4, "big")
+    (tmp_path / "bad_exif.jpg").write_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_rgb(tmp_path / "bad_exif.jpg").shape == (64, 64, 3)

@@ -73,3 +73,18 @@ def test_no_exif_and_not_an_image(tmp_path):
     plain, text = read_exif(tmp_path / "plain.png"), read_exif(tmp_path / "text.jpg")
     assert plain.values == {} and plain.reader == "none"
     assert text.values == {} and "pillow" in text.error
+
+
+def test_a_path_that_is_not_a_readable_file_is_not_a_file_without_exif(tmp_path):
+    from exifkit.data.images import MissingImageError, NotAFileError
+    from exifkit.exif.read import read_many
+
+    with pytest.raises(MissingImageError, match="gone.jpg: file not found"):
+        read_exif(tmp_path / "gone.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    with pytest.raises(NotAFileError):
+        read_exif(tmp_path / "dir.jpg")
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.jpg")
+    gone, plain = read_many([tmp_path / "gone.jpg", tmp_path / "plain.jpg"])
+    assert gone.unreadable == "file not found" and not gone.values
+    assert plain.unreadable == "" and not plain.values

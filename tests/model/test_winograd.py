@@ -177,3 +177,43 @@ def test_the_paper_network_takes_the_kernel_at_cpu_inference_only():
         transformed = model.fast_weights().winograd
     assert len(transformed) == 10 and all(u is not None and u.shape == (36, 32, 32) for u in transformed)
     assert all(u is None for u in model.fast_weights().winograd)  # grad enabled: training keeps oneDNN
+
+
+def test_a_trainable_bias_keeps_its_gradient_under_frozen_weights():
+    x, weight, bias = _maps(2, 16, 16, 16)
+    bias.requires_grad_(True)
+    y, sums = winograd.conv3x3(x, weight, bias)
+    assert sums is None and y.requires_grad
+    y.sum().backward()
+    torch.testing.assert_close(bias.grad, torch.full_like(bias, 2 * 16 * 16.0))
+
+
+def _shared_tmp(monkeypatch, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("the home cache is unusable, so the temporary folder is tried")
+    monkeypatch.setenv("EXIFKIT_CACHE", str(blocked))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(winograd.tempfile, "tempdir", str(tmp_path / "tmp"))
+    return tmp_path / "tmp" / f"exifkit-kernels-{os.getuid()}"
+
+
+def test_a_shared_kernel_folder_others_can_write_is_refused(fresh_kernel_state, monkeypatch, tmp_path):
+    planted = _shared_tmp(monkeypatch, tmp_path)
+    planted.mkdir()
+    planted.chmod(0o777)  # as another user on a shared host could have left it
+    assert not winograd.available()
+    assert "writable by others" in winograd.status() and not list(planted.iterdir())
+
+
+def test_a_kernel_folder_of_another_user_is_refused(fresh_kernel_state, monkeypatch, tmp_path):
+    folder = _shared_tmp(monkeypatch, tmp_path)
+    me = os.getuid()
+    monkeypatch.setattr(winograd.os, "getuid", lambda: me + 1)  # the folder is then someone else's
+    assert not winograd.available()
+    assert "not to this user" in winograd.status() and not list(folder.iterdir())
+
+
+def test_the_kernel_folder_it_creates_is_private(fresh_kernel_state, monkeypatch, tmp_path):
+    folder = _shared_tmp(monkeypatch, tmp_path)
+    assert winograd.available(), winograd.status()
+    assert folder.stat().st_mode & 0o777 == 0o700
