@@ -334,7 +334,8 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     model.to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     ckpt_path = out / "last.pt"
-    start = resume_state(ckpt_path, model, optimizer) if resume else 0
+    config_dict = {**asdict(config), "extractor": asdict(config.extractor)}
+    start = resume_state(ckpt_path, model, optimizer, config_dict) if resume else 0
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,
@@ -343,7 +344,6 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
         if (ctx.is_main and validation is not None and len(validation.labels)) else None
     if ctx.is_main and not start:
         (out / "best.pt").unlink(missing_ok=True)  # a fresh run never inherits an earlier run's best step
-    config_dict = {**asdict(config), "extractor": asdict(config.extractor)}
 
     def validate(step: int) -> None:
         score = validation_auc(model, validation)
@@ -383,10 +383,17 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     return BinaryTrainResult(trained_checkpoint(out), out / "metrics.csv", seconds, trained / seconds if seconds else 0.0)
 
 
-def load_binary(path: str | Path, config: ExtractorConfig, frozen: Extractor | None = None) -> BinaryModel:
-    """One of our binary checkpoints, in eval mode."""
+def load_binary(path: str | Path, config: ExtractorConfig | None = None, frozen: Extractor | None = None) -> BinaryModel:
+    """One of our binary checkpoints, in eval mode, built with the extractor configuration it stores;
+    a ``config`` or ``frozen`` extractor given that is not that one is refused."""
     state = load_checkpoint(path)
-    model = BinaryModel(config, frozen or Extractor(config))
+    stored = ExtractorConfig.from_dict(state["config"]["extractor"])
+    for name, asked in (("asked for", config), ("of the frozen extractor", frozen.config if frozen else None)):
+        if asked is not None and asked != stored:
+            changed = sorted(k for k in asdict(stored) if getattr(stored, k) != getattr(asked, k))
+            raise SettingError(f"{path}: trained with another extractor than the one {name} "
+                               f"({', '.join(f'{k} {getattr(stored, k)} not {getattr(asked, k)}' for k in changed)})")
+    model = BinaryModel(stored, frozen or Extractor(stored))
     model.load_state_dict(state["model"])
     return model.eval()
 

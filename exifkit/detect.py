@@ -160,9 +160,7 @@ class Detector:
         for name, digest in meta["files"].items():
             if not (root / name).is_file() or sha256_file(root / name) != digest:
                 raise BundleError(f"{root / name}: missing or does not match the hash in bundle.json")
-        raw = dict(meta["extractor"])
-        raw["convs_per_stage"] = tuple(raw["convs_per_stage"])
-        config = ExtractorConfig(**raw)
+        config = ExtractorConfig.from_dict(meta["extractor"])
         extractor = Extractor(config)
         extractor.load_state_dict(torch.load(root / "extractor.pt", map_location="cpu", weights_only=True))
         binary = _load_binary(root / "binary.pt", config) if "binary.pt" in meta["files"] else None

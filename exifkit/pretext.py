@@ -238,7 +238,7 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
     model = PretextModel(config.extractor, sizes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     ckpt_path = out / "last.pt"
-    start = resume_state(ckpt_path, model, optimizer) if resume else 0
+    start = resume_state(ckpt_path, model, optimizer, config.to_dict()) if resume else 0
     if resume and not start and ctx.is_main and progress:
         print(f"no checkpoint at {ckpt_path}; starting from step 0")
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model

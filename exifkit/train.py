@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+
 from .errors import SettingError
 
 
@@ -114,11 +116,43 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Restore weights, optimiser and RNG from ``path``; the step to continue from (0 without one)."""
+#: Settings that may differ between an interrupted run and its continuation: none changes what the
+#: steps compute (``steps`` may grow, to train on; a device change is the user's call).
+RESUMABLE_CHANGES = frozenset({"steps", "device", "log_every", "checkpoint_every", "validate_every"})
+
+
+class ResumeMismatchError(SettingError):
+    pass
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=str))  # tuples and lists compare equal
+
+
+def check_resumable(path: Path, state: dict, config: dict) -> None:
+    """Refuse to continue ``state`` under a ``config`` that would make a different run."""
+    saved = state.get("config")
+    if saved is None:
+        raise ResumeMismatchError(f"{path}: records no configuration, so a resume cannot be checked; start a fresh run")
+    saved, config = _plain(saved), _plain(config)
+    changed = sorted(k for k in set(saved) | set(config) if k not in RESUMABLE_CHANGES and saved.get(k) != config.get(k))
+    if changed:
+        said = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} now" for k in changed)
+        raise ResumeMismatchError(f"{path}: cannot resume with other settings ({said}); restore them, or "
+                                  "train a fresh run into another folder")
+    if config.get("steps", math.inf) < state["step"]:
+        raise ResumeMismatchError(f"{path}: already at step {state['step']}, past steps={config['steps']}")
+
+
+def resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 config: dict | None = None) -> int:
+    """Restore weights, optimiser and RNG from ``path``; the step to continue from (0 without one).
+    With the run's ``config`` (as stored in its checkpoints), a checkpoint of other settings is refused."""
     if not Path(path).exists():
         return 0
     state = load_checkpoint(path)
+    if config is not None:
+        check_resumable(Path(path), state, config)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"])

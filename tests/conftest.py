@@ -44,3 +44,14 @@ def demo_store():
 @pytest.fixture(scope="session")
 def demo_camera_paths(demo_store) -> list[Path]:
     return [demo_store.path(e) for e in demo_store.manifest if e.kind == "camera"]
+
+
+@pytest.fixture(autouse=True)
+def _threads_restored():
+    """A test that changes PyTorch's thread count must put it back: later tests on the same worker
+    (timings, bf16 numerics) would otherwise run under its setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    assert torch.get_num_threads() == before, f"the test left torch at {torch.get_num_threads()} threads, not {before}"

@@ -1,9 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from exifkit.binary import (AugmentConfig, BinaryConfig, BinaryModel, augment, binary_loss, gaussian_blur, jpeg,
-                            train_binary)
+                            load_binary, train_binary)
+from exifkit.errors import SettingError
 from exifkit.model import Extractor, ExtractorConfig
 from exifkit.train import load_checkpoint
 
@@ -34,18 +37,21 @@ def test_augment_is_seeded_and_resizes_to_a_square(image):
 
 
 def test_regulariser_is_the_sum_of_stage_distances_and_vanishes_at_alpha_zero():
-    torch.manual_seed(0)
-    model = BinaryModel(TINY, Extractor(TINY))
-    x, y = torch.randn(3, 2, 3, 16, 16), torch.tensor([0, 1, 1])
-    logits, out, ref = model(x)
+    from exifkit.model.extractor import ExtractorOutput
+
+    def output(stage1, stage2, vectors):
+        return ExtractorOutput(torch.zeros(2, 3), [torch.full((2, 4, 3, 3), stage1), torch.full((2, 8, 2, 2), stage2)],
+                               torch.full((2, 5, 6), vectors))
+
+    # squared distances by hand: stage 1 differs by 1 everywhere, stage 2 by 2, the patch vectors by 0.5
+    out, ref = output(1.0, 2.0, 0.5), output(0.0, 0.0, 0.0)
+    logits, y = torch.zeros(2, 2), torch.tensor([0, 1])  # uniform logits: cross-entropy ln 2
     total, ce, reg, dists = binary_loss(logits, y, out, ref, alpha=0.05)
-    assert len(dists) == 4  # three stages in this tiny network + the patch vectors
-    expected = sum(torch.mean((a - b) ** 2) for a, b in zip(out.stages + [out.patch_vectors],
-                                                            ref.stages + [ref.patch_vectors]))
-    assert reg.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert total.item() == pytest.approx(ce.item() + 0.05 * expected.item(), rel=1e-6)
+    assert [d.item() for d in dists] == [1.0, 4.0, 0.25]
+    assert reg.item() == pytest.approx(5.25) and ce.item() == pytest.approx(np.log(2))
+    assert total.item() == pytest.approx(np.log(2) + 0.05 * 5.25)
     total0, ce0, _, _ = binary_loss(logits, y, out, ref, alpha=0.0)
-    assert total0.item() == pytest.approx(ce0.item())
+    assert total0.item() == pytest.approx(np.log(2))
 
 
 def test_frozen_extractor_gets_no_gradient_and_stays_in_eval():
@@ -71,9 +77,36 @@ def test_binary_training_resumes_exactly(tmp_path):
                        device="cpu", augment=AugmentConfig(resize_p=0.5, blur_p=0.5, jpeg_p=0.5))
     train_binary(cfg, frozen, images, labels, tmp_path / "a", progress=False)
     train_binary(BinaryConfig(**{**cfg.__dict__, "steps": 2}), frozen, images, labels, tmp_path / "b", progress=False)
-    train_binary(cfg, frozen, images, labels, tmp_path / "b", resume=True, progress=False)
+    import exifkit.binary as binary
+
+    real_step, calls = binary.binary_step, []
+    binary.binary_step = lambda *a, **k: calls.append(1) or real_step(*a, **k)
+    try:
+        train_binary(cfg, frozen, images, labels, tmp_path / "b", resume=True, progress=False)
+    finally:
+        binary.binary_step = real_step
+    assert len(calls) == 2  # steps 3 and 4: continued from the checkpoint, not retrained from step 0
     a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    for i, moments in a["optimizer"]["state"].items():
+        assert all(torch.equal(v, b["optimizer"]["state"][i][k]) for k, v in moments.items())
+    from exifkit.train import ResumeMismatchError
+
+    with pytest.raises(ResumeMismatchError, match="alpha: 0.05 in the checkpoint, 0.5 now"):
+        train_binary(BinaryConfig(**{**cfg.__dict__, "steps": 6, "alpha": 0.5}), frozen, images, labels,
+                     tmp_path / "b", resume=True, progress=False)
+
+
+def test_a_binary_checkpoint_loads_with_the_extractor_it_was_trained_with(tmp_path):
+    images, labels = _images()
+    cfg = BinaryConfig(extractor=TINY, steps=1, batch_images=2, n_patches=2, device="cpu")
+    result = train_binary(cfg, Extractor(TINY), images, labels, tmp_path, progress=False)
+    assert load_binary(result.checkpoint).extractor.config == TINY  # no configuration needed
+    other = replace(TINY, width=8)
+    with pytest.raises(SettingError, match="width 4 not 8"):
+        load_binary(result.checkpoint, other)
+    with pytest.raises(SettingError, match="frozen extractor"):
+        load_binary(result.checkpoint, frozen=Extractor(other))
 
 
 def test_the_authors_binary_checkpoint_scores_through_the_same_model(tmp_path):

@@ -41,8 +41,12 @@ def _pipeline(out, root, demo_store):
 
 
 def test_same_seed_same_bytes(tmp_path, root, demo_store):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    for run in ("a", "b"):
-        _pipeline(tmp_path / run, root, demo_store)
+    try:
+        for run in ("a", "b"):
+            _pipeline(tmp_path / run, root, demo_store)
+    finally:
+        torch.set_num_threads(threads)  # the rest of this worker's tests run as configured
     for table in ("oneclass.csv", "binary.csv"):
         assert (tmp_path / "a" / table).read_bytes() == (tmp_path / "b" / table).read_bytes(), table

@@ -76,31 +76,91 @@ def _config(**kw):
                          seed=3, device="cpu", **kw)
 
 
-def test_interrupted_then_resumed_run_ends_with_the_same_weights(tmp_path, photos, monkeypatch):
+def _same_run(a_dir, b_dir):
+    """Weights and optimiser state equal to the bit: a resume that restarted, or lost Adam's moments,
+    would differ in the optimiser even where the weights happened to agree."""
+    a, b = load_checkpoint(a_dir / "last.pt"), load_checkpoint(b_dir / "last.pt")
+    assert a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and sa
+    for i in sa:
+        assert all(torch.equal(sa[i][k], sb[i][k]) for k in ("step", "exp_avg", "exp_avg_sq")), i
+
+
+def test_interrupted_then_resumed_run_continues_from_its_checkpoint(tmp_path, photos, monkeypatch):
     import exifkit.pretext as pretext
 
     train_pretext(_config(), photos, tmp_path / "straight", progress=False)
     real_loss, calls = pretext.pretext_loss, []
 
-    def interrupted(*args, **kwargs):  # Ctrl-C during step 5, after the checkpoint at step 3
+    class Interrupted(Exception):  # not KeyboardInterrupt itself, which would stop pytest when a resume breaks
+        pass
+
+    def counted(*args, **kwargs):  # interrupted during step 5, after the checkpoint at step 3
         calls.append(1)
         if len(calls) == 5:
-            raise KeyboardInterrupt
+            raise Interrupted
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(pretext, "pretext_loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(pretext, "pretext_loss", counted)
+    with pytest.raises(Interrupted):
         train_pretext(_config(), photos, tmp_path / "split", progress=False)
-    monkeypatch.setattr(pretext, "pretext_loss", real_loss)
     assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 3
+    calls.clear()
     train_pretext(_config(), photos, tmp_path / "split", resume=True, progress=False)
-    a = load_checkpoint(tmp_path / "straight" / "last.pt")
-    b = load_checkpoint(tmp_path / "split" / "last.pt")
-    assert a["step"] == b["step"] == 6
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert len(calls) == 3  # steps 4-6 only: the checkpoint was continued, not retrained from step 0
+    _same_run(tmp_path / "straight", tmp_path / "split")
     rows = (tmp_path / "split" / "metrics.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(s) for s in range(1, 7)]  # no duplicated steps
+
+
+KILLED_RUN = """
+import os, pickle, signal, sys
+import exifkit.pretext as pretext
+from exifkit.pretext import PretextConfig
+photos, config = pickle.load(open(sys.argv[1], "rb"))
+real, calls = pretext.pretext_loss, []
+def loss(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 5:  # during step 5, after the checkpoint at step 3
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+pretext.pretext_loss = loss
+pretext.train_pretext(config, photos, sys.argv[2], progress=False)
+"""
+
+
+def test_a_run_killed_by_a_signal_resumes_to_the_same_weights(tmp_path, photos, monkeypatch):
+    import pickle
+    import signal
+
+    import exifkit.pretext as pretext
+
+    train_pretext(_config(), photos, tmp_path / "straight", progress=False)
+    (tmp_path / "inputs.pkl").write_bytes(pickle.dumps((photos, _config())))
+    run = subprocess.run([sys.executable, "-c", KILLED_RUN, str(tmp_path / "inputs.pkl"), str(tmp_path / "killed")],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["step"] == 3
+    real_loss, calls = pretext.pretext_loss, []
+    monkeypatch.setattr(pretext, "pretext_loss", lambda *a, **k: calls.append(1) or real_loss(*a, **k))
+    train_pretext(_config(), photos, tmp_path / "killed", resume=True, progress=False)
+    assert len(calls) == 3
+    _same_run(tmp_path / "straight", tmp_path / "killed")
+
+
+def test_resume_refuses_settings_that_change_the_run_and_allows_more_steps(tmp_path, photos):
+    from exifkit.train import ResumeMismatchError
+
+    train_pretext(replace(_config(), steps=3), photos, tmp_path, progress=False)
+    with pytest.raises(ResumeMismatchError, match=r"lr: 0.0001 in the checkpoint, 0.001 now"):
+        train_pretext(_config(lr=1e-3), photos, tmp_path, resume=True, progress=False)
+    with pytest.raises(ResumeMismatchError, match="already at step 3, past steps=2"):
+        train_pretext(replace(_config(), steps=2), photos, tmp_path, resume=True, progress=False)
+    train_pretext(replace(_config(), steps=5, log_every=2), photos, tmp_path, resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 5
 
 
 def test_trained_model_reloads_and_learns_from_a_fixed_batch(tmp_path, photos):

@@ -40,6 +40,11 @@ class ExtractorConfig:
     head_dim: int = 16
     mlp_dim: int = 128
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ExtractorConfig":
+        """From its stored form (JSON and checkpoints keep the stage list as a list)."""
+        return cls(**{**raw, "convs_per_stage": tuple(raw["convs_per_stage"])})
+
     @property
     def feature_dim(self) -> int:
         return self.width * (self.width + 1) // 2

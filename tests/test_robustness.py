@@ -1,0 +1,84 @@
+"""evaluate_protocols and pivot on scores worked out by hand: the sign of the one-class score, the
+thresholds each detector is judged at, and one row per (protocol, detector, generator)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import exifkit.robustness as robustness
+from exifkit.data.images import FailureReport
+from exifkit.data.manifest import Entry
+from exifkit.data.suites import Pair, Sample, Suite
+from exifkit.model.extractor import Extractor, ExtractorConfig
+
+TINY = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
+                       head_dim=4, mlp_dim=8)
+
+
+def _s(name, label, group):
+    return Sample(Entry(path=name, sha256=name), label, group)
+
+
+REALS = [_s("r1", 0, "real"), _s("r2", 0, "real")]
+SUITE = Suite("hand", [Pair("a", REALS, [_s("a1", 1, "a"), _s("a2", 1, "a")], True),
+                       Pair("b", REALS, [_s("b1", 1, "b"), _s("b2", 1, "b")], False)])
+# one-class log-likelihoods (high = real); the threshold 3 says real above it
+LOGLIK = {"r1": 5.0, "r2": 4.0, "a1": 1.0, "a2": 2.0, "b1": 6.0, "b2": 0.0}
+# binary P(fake); judged fake above 0.5
+PFAKE = {"r1": 0.2, "r2": 0.6, "a1": 0.9, "a2": 0.7, "b1": 0.1, "b2": 0.4}
+
+
+class StubDensity:
+    threshold = 3.0
+
+    def score(self, x):  # the feature *is* the log-likelihood here
+        return np.asarray(x)[:, 0]
+
+
+@pytest.fixture
+def known_scores(monkeypatch):
+    def scores(extractor, head, model_id, protocol, suite, store, cache_root, max_patches, what, progress):
+        source = LOGLIK if what == "feature" else PFAKE
+        return {k: np.array([v]) for k, v in source.items()}, FailureReport()
+
+    monkeypatch.setattr(robustness, "_scores", scores)
+
+
+def test_both_detectors_under_each_protocol_from_hand_worked_scores(known_scores, tmp_path, monkeypatch):
+    monkeypatch.setattr(robustness, "weights_hash", lambda model: "stub")
+    binary = SimpleNamespace(extractor=Extractor(TINY), fake_probability_of=None)
+    long, failures = robustness.evaluate_protocols(
+        [SimpleNamespace(id="raw"), SimpleNamespace(id="jpeg90")], SUITE, store=None, cache_root=tmp_path,
+        extractor=Extractor(TINY), oneclass=StubDensity(), binary=binary, binary_threshold=0.5)
+    assert list(dict.fromkeys(long["protocol"])) == ["raw", "jpeg90"] and len(long) == 2 * 2 * 3
+    assert set(failures) == {("raw", "one-class"), ("raw", "binary"), ("jpeg90", "one-class"), ("jpeg90", "binary")}
+    row = long.set_index(["protocol", "detector", "generator"])
+    oc = row.loc[("raw", "one-class GMM")]
+    # a: both fakes below every real -> AUC 1, all four right at the threshold
+    assert oc.loc["a", "auc"] == 1.0 and oc.loc["a", "acc"] == 1.0
+    # b: one fake above both reals, one below -> AUC 0.5; the fake at 6 is called real -> acc 3/4
+    assert oc.loc["b", "auc"] == 0.5 and oc.loc["b", "acc"] == 0.75 and oc.loc["b", "fake_acc"] == 0.5
+    assert oc.loc["mean", "auc"] == 0.75
+    bi = row.loc[("raw", "binary")]
+    # reals 0.2 (right) and 0.6 (wrong). a: 0.9 and 0.7 beat both reals -> AUC 1, three of four right.
+    # b: 0.1 and 0.4 are both called real -> fake accuracy 0; only 0.4 > 0.2 of four pairs -> AUC 1/4
+    assert bi.loc["a", "auc"] == 1.0 and bi.loc["a", "acc"] == 0.75 and bi.loc["a", "real_acc"] == 0.5
+    assert bi.loc["b", "fake_acc"] == 0.0 and bi.loc["b", "auc"] == pytest.approx(1 / 4)
+
+
+def test_pivot_puts_generators_down_and_protocols_across_in_run_order():
+    long = pd.DataFrame([
+        {"protocol": "raw", "detector": "binary", "generator": "a", "ap": 0.9},
+        {"protocol": "raw", "detector": "binary", "generator": "b", "ap": 0.6},
+        {"protocol": "blur1", "detector": "binary", "generator": "a", "ap": 0.7},
+        {"protocol": "blur1", "detector": "binary", "generator": "b", "ap": 0.5},
+        {"protocol": "raw", "detector": "one-class GMM", "generator": "a", "ap": 0.1},
+    ])
+    table = robustness.pivot(long, "ap", "binary")
+    assert list(table.columns) == ["generator", "raw", "blur1"]
+    assert table.to_dict("records") == [{"generator": "a", "raw": 0.9, "blur1": 0.7},
+                                        {"generator": "b", "raw": 0.6, "blur1": 0.5}]
