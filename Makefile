@@ -43,7 +43,7 @@ clean-results:
 paper-eval: $(STAMP)
 	$(BIN)/exifkit reproduce --profile paper --notebooks 00 05 --param official=true
 
-## Speed: every benchmark in benchmarks/, both modes (or precisions) side by side (about 9 minutes on 2 cores)
+## Speed: every benchmark in benchmarks/, both modes (or precisions) side by side, and the streaming data path (about 15 minutes on 2 cores)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/extractor_inference.py
 	$(BIN)/python benchmarks/training.py
@@ -51,3 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/large_image.py
 	$(BIN)/python benchmarks/decoding.py
 	$(BIN)/python benchmarks/profile_extractor.py
+	$(BIN)/python benchmarks/data_path.py

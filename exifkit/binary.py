@@ -112,6 +112,11 @@ class BinaryConfig:
     balance_classes: bool = False  # draw the minority class as often as the majority (by repetition)
     validation_fraction: float = 0.0  # of the training images, per class and source: sets the threshold
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Streaming from shards only (``exifkit binary train --data``): DataLoader workers and the shuffle
+    # buffer, both part of the order of the images, so a resume keeps them.
+    workers: int = 0
+    shuffle_buffer: int = 1000
+    streaming: bool = False  # the profile's data cannot be held in memory: train only from shards
     device: str = "auto"
     precision: str = "auto"  # "bf16" autocast where the hardware runs it natively, else "fp32"
 
@@ -244,6 +249,22 @@ def binary_batch(images: list[np.ndarray], labels: np.ndarray, step: int, config
     return to_tensor(np.stack(sets)), torch.as_tensor(np.array(ys))
 
 
+def _batches(images, labels, config: BinaryConfig, start: int, ctx, device):
+    """(patch sets, labels) of steps ``start``, ``start + 1``, ...: from decoded images in memory, or
+    streamed from a packed binary collection (``images`` a :class:`~exifkit.data.shards.Shards`, ``labels``
+    None) by ``config.workers`` DataLoader workers."""
+    if labels is not None:
+        for step in range(start, config.steps):
+            yield binary_batch(images, labels, step, config, ctx.rank, ctx.world_size)
+        return
+    from .data.stream import ImageStream, batch_loader
+
+    stream = ImageStream(images, config, rank=ctx.rank, world=ctx.world_size, workers=config.workers,
+                         start_step=start, buffer=config.shuffle_buffer)
+    for batch in batch_loader(stream, pin_memory=device.type == "cuda"):
+        yield batch["x"], batch["y"]
+
+
 @dataclass
 class ValidationSet:
     """Training-side validation images, perturbed and cut into evaluation patches once, so the trainer
@@ -313,19 +334,29 @@ def binary_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tenso
     return logits, loss, ce, reg, dists
 
 
-def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarray], labels: np.ndarray,
+def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.ndarray | None,
                  out_dir: str | Path, resume: bool = False, progress: bool = True,
                  validation: ValidationSet | None = None) -> BinaryTrainResult:
-    """Train (or continue) a binary run; ``out_dir/last.pt`` every ``checkpoint_every`` steps. With
-    ``validation`` images, each checkpoint also scores them (``validation.csv``, macro AUC) and the best
-    step's weights are kept as ``best.pt``: the step is chosen on training-side data, never on tests."""
+    """Train (or continue) a binary run on decoded ``images`` and their ``labels``, or streamed from a
+    packed binary collection (``images`` a :class:`~exifkit.data.shards.Shards`, ``labels`` None);
+    ``out_dir/last.pt`` every ``checkpoint_every`` steps. With ``validation`` images, each checkpoint
+    also scores them (``validation.csv``, macro AUC) and the best step's weights are kept as
+    ``best.pt``: the step is chosen on training-side data, never on tests."""
+    import logging
+
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
     device, ctx = setup_run(config.device, config.seed)
     precision = resolve_precision(config.precision, device)
-    if config.balance_classes:
+    if config.streaming and labels is not None:
+        raise SettingError("this profile trains from a packed real/fake set, not from images in memory: pack it with "
+                           "`exifkit data pack SET --binary --out SHARDS` and run `exifkit binary train --data SHARDS`")
+    if config.balance_classes and labels is not None:
         images, labels = balanced(images, labels)
+    elif config.balance_classes:
+        logging.getLogger(__name__).warning("balance_classes is not applied to a streamed set: its class mix is "
+                                            "the one packed")
     model = BinaryModel(config.extractor, frozen)
     if config.init == "pretext":
         model.extractor.load_state_dict(frozen.state_dict())
@@ -335,7 +366,9 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     ckpt_path = out / "last.pt"
     config_dict = {**asdict(config), "extractor": asdict(config.extractor)}
-    start = resume_state(ckpt_path, model, optimizer, config_dict) if resume else 0
+    defaults = asdict(BinaryConfig(extractor=config.extractor))
+    start = resume_state(ckpt_path, model, optimizer, config_dict, {**defaults, "extractor": config_dict["extractor"]}) \
+        if resume else 0
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,
@@ -356,9 +389,9 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
     window_imgs = 0
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="binary",
                disable=not (progress and ctx.is_main))
-    for step in bar:
-        x, y = binary_batch(images, labels, step, config, ctx.rank, ctx.world_size)
-        x, y = x.to(device), y.to(device)
+    batches = _batches(images, labels, config, start, ctx, device)
+    for step, (x, y) in zip(bar, batches):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits, loss, ce, reg, dists = binary_step(net, optimizer, x, y, config.alpha, need_frozen, precision)
         window_imgs += len(y) * ctx.world_size
         done = step + 1
@@ -377,6 +410,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images: list[np.ndarra
                                         "config": config_dict})
             if val_log is not None:
                 validate(done)
+    batches.close()  # stops the DataLoader workers of a streamed run
     seconds = time.perf_counter() - t0
     close_distributed(ctx)
     trained = (config.steps - start) * config.batch_images * ctx.world_size

@@ -15,6 +15,8 @@ from .errors import MissingInputError, SettingError, TooFewImagesError, UserErro
 EPILOG = """examples:
   exifkit data verify demo                        check the embedded demo data
   exifkit data fetch extended --mirror DIR        make the extended set available (mirror first)
+  exifkit data pack ~/photos --out shards/        pack a photo collection for streaming training
+  exifkit pretext train --profile paper --data shards/ --workers 6   train from the shards
   exifkit exif show photo.jpg                     the 14 pretext targets of one photo
   exifkit exif card demo --out results/demo       the EXIF card of a profile's camera photos
   exifkit pretext train --profile demo --resume   (re)start EXIF pretext training
@@ -47,6 +49,30 @@ def cmd_data_fetch(args) -> int:
     report = _store(args).fetch(progress=not args.quiet)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def cmd_data_pack(args) -> int:
+    from .data.shards import folder_items, pack, profile_items
+    from .exif.schema import LabelConfig
+
+    kind = "binary" if args.binary else "pretext"
+    labels = LabelConfig()
+    if args.source in available_profiles():
+        profile = load_profile(args.source)
+        labels.max_classes.update(profile.exif_max_classes)
+        items, problems = profile_items(profile, data_store(profile, mirrors=args.mirror), args.binary), None
+    elif Path(args.source).is_dir():
+        items, problems = folder_items(args.source, args.binary, args.label)
+    else:
+        raise MissingInputError(f"{args.source}: not a profile ({', '.join(available_profiles())}) and not a folder")
+    for problem in (problems.failures if problems else []):
+        print(f"exifkit data pack: skipped {problem}", file=sys.stderr)
+    report = pack(items, args.out, kind=kind, shard_size=args.shard_size, workers=args.workers, max_side=args.max_side,
+                  label_config=labels, source=str(args.source), progress=not args.quiet)
+    for failure in report.failures:
+        print(f"exifkit data pack: {failure['file']}: {failure['cause']} ({failure['detail']})", file=sys.stderr)
+    print(report.summary())
+    return 1 if report.failures or problems else 0
 
 
 def _camera_records(args):
@@ -144,8 +170,20 @@ def cmd_pretext_train(args) -> int:
 
     profile = load_profile(args.profile)
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_pairs", args.batch_pairs),
-                                   ("device", args.device)) if v is not None}
+                                   ("device", args.device), ("workers", args.workers)) if v is not None}
     config = profile.pretext_config(**overrides)
+    if config.streaming and args.data is None:
+        raise SettingError(f"the {profile.name} profile trains from packed shards: `exifkit data pack PHOTOS --out "
+                           "SHARDS`, then add --data SHARDS")
+    if args.data is not None:
+        from .data.shards import Shards
+        from .pretext import train_pretext
+
+        out = args.out or profile.results_dir() / "pretext"
+        result = train_pretext(config, Shards.open(args.data), out, resume=args.resume, progress=not args.quiet)
+        print(f"checkpoint: {result.checkpoint}  ({result.pairs_per_second:.2f} pairs/s, streamed from {args.data}); "
+              "held-out evaluation: notebook 02, or an EXIF table on held-out photos")
+        return 0
     store = data_store(profile, mirrors=args.mirror)
     paths = [store.path(e) for e in store.manifest if e.kind == "camera"]
     labels = LabelConfig()
@@ -167,22 +205,31 @@ def cmd_binary_train(args) -> int:
     from .detect import choose_extractor
 
     profile = load_profile(args.profile)
-    overrides = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("device", args.device))
-                 if v is not None}
+    overrides = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("device", args.device),
+                                   ("workers", args.workers)) if v is not None}
     config = profile.binary_config(**overrides)
+    if config.streaming and args.data is None:
+        raise SettingError(f"the {profile.name} profile trains from a packed real/fake set: `exifkit data pack SET "
+                           "--binary --out SHARDS`, then add --data SHARDS")
     results = profile.results_dir()
     frozen = choose_extractor(args.pretext or "pretext", results, profile.root).extractor
     if frozen.config != config.extractor:
-        print(f"exifkit binary train: the extractor of {args.pretext} is not the profile's architecture",
-              file=sys.stderr)
-        return 1
+        raise SettingError(f"the extractor of {args.pretext or results / 'pretext'} is not the {profile.name} "
+                           "profile's architecture")
+    out = args.out or results / "binary" / f"alpha={config.alpha:g}"
+    if args.data is not None:
+        from .data.shards import Shards
+
+        result = train_binary(config, frozen, Shards.open(args.data), None, out, resume=args.resume,
+                              progress=not args.quiet)
+        print(f"checkpoint: {result.checkpoint}  ({result.images_per_second:.2f} images/s, streamed from {args.data})")
+        return 0
     store = data_store(profile, mirrors=args.mirror)
     images, labels, failures, validation = training_data(config, profile.splits(store.manifest), store)
     held, held_failures = aligned_validation(config, validation, store)
     for report in (failures, held_failures):
         if report:
             print(report.to_markdown(), file=sys.stderr)
-    out = args.out or results / "binary" / f"alpha={config.alpha:g}"
     result = train_binary(config, frozen, images, labels, out, resume=args.resume, progress=not args.quiet,
                           validation=held)
     print(f"checkpoint: {result.checkpoint}  ({result.images_per_second:.2f} images/s, {len(images)} training "
@@ -293,6 +340,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=func)
 
+    pk = dsub.add_parser("pack", help="pack photos into shards for streaming training (original bytes, EXIF targets)",
+                         description="Packs a folder of photos, or a profile's pretext photos, into tar shards in "
+                                     "WebDataset's layout, with the EXIF targets, sha256 and vocabularies. Resumable: "
+                                     "rerun the same command after an interruption. Exit status 1 if any file could "
+                                     "not be packed (each is named, and listed in SHARDS/failures.csv).")
+    pk.add_argument("source", help="a folder (searched recursively) or a profile name")
+    pk.add_argument("--out", type=Path, required=True, metavar="SHARDS", help="folder of the shards")
+    pk.add_argument("--binary", action="store_true", help="a real/fake training set: labels from --label or from "
+                    "0_real/1_fake folders (the CNNSpot layout); a profile gives its binary training images")
+    pk.add_argument("--label", choices=("real", "fake"), default=None, help="with --binary: every file of the folder")
+    pk.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    pk.add_argument("--max-side", type=int, default=None, help="store JPEGs larger than this as their central "
+                    "crop, cut losslessly by jpegtran (default: the original files)")
+    pk.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="packing processes")
+    pk.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
+    pk.add_argument("--quiet", action="store_true")
+    pk.set_defaults(func=cmd_data_pack)
+
     exif = sub.add_parser("exif", help="read EXIF targets and build EXIF cards")
     esub = exif.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = esub.add_parser("show", help="print the 14 pretext targets of image files")
@@ -315,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-pairs", type=int, default=None, help="pairs per process per step")
     tr.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
     tr.add_argument("--resume", action="store_true", help="continue from RUN/last.pt exactly")
+    tr.add_argument("--data", type=Path, default=None, metavar="SHARDS",
+                    help="stream the photos from a packed collection (exifkit data pack) instead of the profile's")
+    tr.add_argument("--workers", type=int, default=None, help="with --data: DataLoader workers decoding the photos")
     tr.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=cmd_pretext_train)
@@ -330,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     btr.add_argument("--steps", type=int, default=None, help="total steps (default: the profile's)")
     btr.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")
     btr.add_argument("--resume", action="store_true", help="continue from RUN/last.pt exactly")
+    btr.add_argument("--data", type=Path, default=None, metavar="SHARDS",
+                     help="stream a real/fake set packed with `exifkit data pack --binary` instead of the profile's")
+    btr.add_argument("--workers", type=int, default=None, help="with --data: DataLoader workers decoding the images")
     btr.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
     btr.add_argument("--quiet", action="store_true")
     btr.set_defaults(func=cmd_binary_train)

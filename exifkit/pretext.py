@@ -55,6 +55,11 @@ class PretextConfig:
     validation_fraction: float = 0.0
     validate_every: int = 100
     eval_max_patches: int = 64
+    # Streaming from shards only: DataLoader workers (0: decode in this process) and the shuffle buffer.
+    # Both fix the order of the pairs, so a resume must keep them.
+    workers: int = 0
+    shuffle_buffer: int = 1000
+    streaming: bool = False  # the profile's data cannot be held in memory: train only from shards
     device: str = "auto"
     precision: str = "auto"  # "bf16" autocast where the hardware runs it natively, else "fp32"
 
@@ -224,9 +229,30 @@ def validation_score(table: pd.DataFrame) -> float:
     return float(table["gain"].dropna().mean()) if table["gain"].notna().any() else math.nan
 
 
-def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, resume: bool = False,
+def _batches(photos, config: PretextConfig, start: int, ctx, device):
+    """The batches of steps ``start``, ``start + 1``, ...: drawn from decoded photos in memory, or
+    streamed from a packed collection by ``config.workers`` DataLoader workers (see
+    :mod:`exifkit.data.stream`). Both make the same kind of batch from (seed, step) alone."""
+    if isinstance(photos, PhotoSet):
+        for step in range(start, config.steps):
+            first, second, seeds = pair_batch(len(photos), step, config.batch_pairs, config.seed, ctx.rank,
+                                              ctx.world_size)
+            yield make_batch(photos, first, second, seeds, config.n_patches, config.extractor.patch_size)
+        return
+    from .data.stream import PairStream, batch_loader
+
+    stream = PairStream(photos, batch_pairs=config.batch_pairs, n_patches=config.n_patches,
+                        patch_size=config.extractor.patch_size, max_side=config.max_side, seed=config.seed,
+                        rank=ctx.rank, world=ctx.world_size, workers=config.workers, start_step=start,
+                        buffer=config.shuffle_buffer)
+    yield from batch_loader(stream, pin_memory=device.type == "cuda")
+
+
+def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bool = False,
                   progress: bool = True, validation: PhotoSet | None = None) -> TrainResult:
-    """Train (or continue) a pretext run; checkpoints ``out_dir/last.pt`` every ``checkpoint_every`` steps.
+    """Train (or continue) a pretext run on a :class:`PhotoSet` in memory or a packed collection
+    (:class:`exifkit.data.shards.Shards`, streamed); checkpoints ``out_dir/last.pt`` every
+    ``checkpoint_every`` steps.
     With ``validation`` photos, scores them every ``validate_every`` steps (``validation.csv``) and keeps
     the best step's weights in ``best.pt``."""
     from tqdm.auto import tqdm
@@ -234,11 +260,18 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
     out = Path(out_dir)
     device, ctx = setup_run(config.device, config.seed)
     precision = resolve_precision(config.precision, device)
-    sizes = head_sizes({k: len(v.classes) for k, v in photos.labels.vocabularies.items()})
+    if config.streaming and isinstance(photos, PhotoSet):
+        raise SettingError("this profile trains from a packed collection, not from photos in memory: pack them with "
+                           "`exifkit data pack PHOTOS --out SHARDS` and run `exifkit pretext train --data SHARDS`")
+    if validation is not None and not isinstance(photos, PhotoSet):
+        raise SettingError("validation photos need the training labels in memory; a run streamed from shards "
+                           "keeps its last step (evaluate it on held-out shards afterwards)")
+    vocabularies = photos.labels.vocabularies if isinstance(photos, PhotoSet) else photos.vocabularies()
+    sizes = head_sizes({k: len(v.classes) for k, v in vocabularies.items()})
     model = PretextModel(config.extractor, sizes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     ckpt_path = out / "last.pt"
-    start = resume_state(ckpt_path, model, optimizer, config.to_dict()) if resume else 0
+    start = resume_state(ckpt_path, model, optimizer, config.to_dict(), PretextConfig().to_dict()) if resume else 0
     if resume and not start and ctx.is_main and progress:
         print(f"no checkpoint at {ckpt_path}; starting from step 0")
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
@@ -261,7 +294,7 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
                         **{r.tag: round(r.score, 5) for r in table.itertuples()}})
         keep_if_best(out / "best.pt", score, {"step": step, "model": model.state_dict(), "config": config.to_dict(),
                                               "head_sizes": list(sizes),
-                                              "vocabularies": _vocab_lists(photos.labels.vocabularies)})
+                                              "vocabularies": _vocab_lists(vocabularies)})
 
     def checkpoint(step: int):
         if ctx.is_main:
@@ -269,16 +302,15 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
                                         "optimizer": optimizer.state_dict(), "rng": rng_state(),
                                         "config": config.to_dict(), "precision_used": precision,
                                         "head_sizes": list(sizes),
-                                        "vocabularies": _vocab_lists(photos.labels.vocabularies)})
+                                        "vocabularies": _vocab_lists(vocabularies)})
 
     net.train()
     t0, window_t, window_pairs = time.perf_counter(), time.perf_counter(), 0
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="pretext",
                disable=not (progress and ctx.is_main))
-    for step in bar:
-        first, second, seeds = pair_batch(len(photos), step, config.batch_pairs, config.seed, ctx.rank, ctx.world_size)
-        batch = {k: v.to(device) for k, v in make_batch(photos, first, second, seeds, config.n_patches,
-                                                          config.extractor.patch_size).items()}
+    batches = _batches(photos, config, start, ctx, device)
+    for step, batch in zip(bar, batches):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
         loss, per_tag = pretext_step(net, optimizer, batch, config, precision)
         window_pairs += config.batch_pairs * ctx.world_size
         done = step + 1
@@ -294,6 +326,7 @@ def train_pretext(config: PretextConfig, photos: PhotoSet, out_dir: str | Path, 
             validate(done)
         if done % config.checkpoint_every == 0 or done == config.steps:
             checkpoint(done)
+    batches.close()  # stops the DataLoader workers of a streamed run
     seconds = time.perf_counter() - t0
     if ctx.enabled:
         _check_replicas(model, ctx)

@@ -129,12 +129,14 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))  # tuples and lists compare equal
 
 
-def check_resumable(path: Path, state: dict, config: dict) -> None:
-    """Refuse to continue ``state`` under a ``config`` that would make a different run."""
+def check_resumable(path: Path, state: dict, config: dict, defaults: dict | None = None) -> None:
+    """Refuse to continue ``state`` under a ``config`` that would make a different run. A setting the
+    checkpoint does not record (added to the kit after it was written) matches its value in ``defaults``."""
     saved = state.get("config")
     if saved is None:
         raise ResumeMismatchError(f"{path}: records no configuration, so a resume cannot be checked; start a fresh run")
-    saved, config = _plain(saved), _plain(config)
+    saved, config, defaults = _plain(saved), _plain(config), _plain(defaults or {})
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     changed = sorted(k for k in set(saved) | set(config) if k not in RESUMABLE_CHANGES and saved.get(k) != config.get(k))
     if changed:
         said = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} now" for k in changed)
@@ -145,14 +147,14 @@ def check_resumable(path: Path, state: dict, config: dict) -> None:
 
 
 def resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 config: dict | None = None) -> int:
+                 config: dict | None = None, defaults: dict | None = None) -> int:
     """Restore weights, optimiser and RNG from ``path``; the step to continue from (0 without one).
     With the run's ``config`` (as stored in its checkpoints), a checkpoint of other settings is refused."""
     if not Path(path).exists():
         return 0
     state = load_checkpoint(path)
     if config is not None:
-        check_resumable(Path(path), state, config)
+        check_resumable(Path(path), state, config, defaults)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"])

@@ -59,3 +59,18 @@ def test_precision_benchmark_compares_bf16_with_fp32_and_their_loss_curves(tmp_p
     verdict = report["comparison"]["cpu"]
     assert verdict["fp32_seed0_vs_seed1_mean_abs_loss_gap"] > 0
     assert isinstance(verdict["bf16_follows_fp32_within_noise"], bool)
+
+
+@pytest.mark.slow
+def test_data_path_benchmark_measures_memory_at_two_sizes_and_extrapolates(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_path.py"), "--sizes", "40", "120",
+                           "--steps", "3", "--batches", "2", "--pairs", "2", "--work", str(tmp_path / "work"),
+                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["workers"] for r in report["data_path_only"]] == [0, 1, 2]
+    assert all(r["photos_per_s"] > 0 for r in report["data_path_only"])
+    assert all(report["sizes"][n]["train"]["peak_mb"] > 0 for n in ("40", "120"))
+    assert report["peak_rss_ratio"] >= 1 and report["extrapolation"]["workers_per_gpu_needed_originals"] >= 1
+    assert report["camera_photos"]["stream_1_worker"]["photos_per_s"] > 0
+    assert json.loads((tmp_path / "data_path.json").read_text()) == report

@@ -100,3 +100,32 @@ def test_exif_show_tells_a_missing_or_unreadable_file_from_one_without_exif(tmp_
     err = capsys.readouterr().err
     assert "gone.jpg: file not found" in err and "folder.jpg: not a regular file (a folder)" in err
     assert "no EXIF" not in err
+
+
+def test_data_pack_names_what_it_cannot_pack_and_streams_into_training(tmp_path, demo_camera_paths, capsys):
+    import shutil
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in demo_camera_paths[:6]:
+        shutil.copy(p, photos / p.name)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    assert main(["data", "pack", str(photos), "--out", str(tmp_path / "shards"), "--workers", "1", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "6 samples in 1 shards" in captured.out and "broken.jpg" in captured.err
+    assert main(["pretext", "train", "--profile", "demo", "--data", str(tmp_path / "shards"), "--steps", "2",
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert "streamed from" in capsys.readouterr().out and (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_the_paper_profile_refuses_to_train_from_memory(capsys, tmp_path):
+    assert main(["pretext", "train", "--profile", "paper", "--out", str(tmp_path)]) == 2
+    assert "trains from packed shards" in capsys.readouterr().err
+    assert main(["binary", "train", "--profile", "paper", "--out", str(tmp_path)]) == 2
+    assert "packed real/fake set" in capsys.readouterr().err
+    from exifkit.config import load_profile
+    from exifkit.errors import SettingError
+    from exifkit.pretext import PhotoSet, train_pretext
+
+    with pytest.raises(SettingError, match="packed collection"):
+        train_pretext(load_profile("paper").pretext_config(), PhotoSet([], [], None), tmp_path)

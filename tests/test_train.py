@@ -73,3 +73,12 @@ def test_bf16_pretext_step_lowers_the_loss_like_fp32():
     fp32, bf16 = run("fp32"), run("bf16")
     assert bf16[-1] < bf16[0] * 0.8 and fp32[-1] < fp32[0] * 0.8
     assert abs(bf16[0] - fp32[0]) < 0.05 * fp32[0]  # the same starting point, to bf16 rounding
+
+
+def test_a_checkpoint_written_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    from exifkit.train import ResumeMismatchError, check_resumable
+
+    state = {"step": 3, "config": {"lr": 1e-4, "steps": 6}}  # written before "workers" was a setting
+    check_resumable(tmp_path, state, {"lr": 1e-4, "steps": 6, "workers": 0}, defaults={"workers": 0})
+    with pytest.raises(ResumeMismatchError, match="workers: 0 in the checkpoint, 2 now"):
+        check_resumable(tmp_path, state, {"lr": 1e-4, "steps": 6, "workers": 2}, defaults={"workers": 0})

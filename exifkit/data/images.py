@@ -12,6 +12,7 @@ different residual statistics and make the label depend on how the photographer 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import struct
@@ -186,12 +187,25 @@ def load_rgb(
 ) -> np.ndarray:
     """Decode ``path`` to an (H, W, 3) uint8 array in sensor orientation (first frame only)."""
     path = Path(path)
+    with _open_file(path) as handle:
+        return _decode(handle, path, max_pixels, min_side)
+
+
+def decode_rgb(data: bytes, name: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1) -> np.ndarray:
+    """:func:`load_rgb` of a file's bytes already in memory (read from a shard); ``name`` is what
+    errors say."""
+    if not data:
+        raise EmptyImageError(name)
+    return _decode(io.BytesIO(data), Path(name), max_pixels, min_side)
+
+
+def _decode(handle, path: Path, max_pixels: int, min_side: int) -> np.ndarray:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError(
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process; exifkit refuses to decode "
             "truncated files silently. Set it back to False."
         )
-    with _open_file(path) as handle, _decoding(path), Image.open(handle, formats=ALLOWED_FORMATS) as img:
+    with _decoding(path), Image.open(handle, formats=ALLOWED_FORMATS) as img:
         width, height = img.size
         if width * height > max_pixels:
             raise ImageTooLargeError(path, f"{width}x{height} exceeds {max_pixels:,} pixels")

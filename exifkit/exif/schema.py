@@ -133,7 +133,11 @@ class Vocabulary:
 
 def build_vocabulary(tag_name: str, values, max_classes: int, min_count: int = 1) -> Vocabulary:
     """Keep at most ``max_classes`` classes; if values must be merged, the last class is ``other``."""
-    counts = Counter(v for v in values if v is not None)
+    return vocabulary_from_counts(tag_name, Counter(v for v in values if v is not None), max_classes, min_count)
+
+
+def vocabulary_from_counts(tag_name: str, counts: Counter, max_classes: int, min_count: int = 1) -> Vocabulary:
+    """:func:`build_vocabulary` from value counts (merged over the shards of a packed collection)."""
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
     kept = [v for v, c in ranked if c >= min_count]
     if len(kept) <= max_classes and len(kept) == len(ranked):
@@ -177,18 +181,24 @@ def build_labels(records: list[ExifRecord], config: LabelConfig | None = None,
     """Labels for ``records``; vocabularies are built from them unless given (e.g. from a training split)."""
     config = config or LabelConfig()
     values = tag_values(records)
-    cats, ranks = categorical_tags(), ranked_tags()
+    cats = categorical_tags()
     if vocabularies is None:
         vocabularies = {
             t.name: build_vocabulary(t.name, [v[t.name] for v in values],
                                      config.max_classes.get(t.name, 8), config.min_count)
             for t in cats
         }
+    return encode_labels([str(r.path) for r in records], values, vocabularies)
+
+
+def encode_labels(paths: list[str], values: list[dict], vocabularies: dict[str, Vocabulary]) -> ExifLabels:
+    """Labels from the 14 target values of each image (:func:`tag_values`, or as stored in a shard)."""
+    cats, ranks = categorical_tags(), ranked_tags()
     categorical = np.array([[vocabularies[t.name].index(v[t.name]) for t in cats] for v in values],
                            dtype=np.int64).reshape(len(values), len(cats))
     ranked = np.array([[np.nan if v[t.name] is None else v[t.name] for t in ranks] for v in values],
                       dtype=np.float64).reshape(len(values), len(ranks))
-    return ExifLabels([str(r.path) for r in records], vocabularies, categorical, ranked, values)
+    return ExifLabels(list(paths), vocabularies, categorical, ranked, values)
 
 
 def informative_pair_share(values) -> float:

@@ -1,0 +1,335 @@
+"""Photo collections packed into shards, for training at a scale no process can hold in memory.
+
+A packed collection is a folder of POSIX tar files in WebDataset's layout: consecutive members that
+share a key form one sample, ``<key>.<ext>`` the file's *original bytes* (never re-encoded: the camera's
+JPEG is what the pretext task learns from) and ``<key>.json`` its record (sha256, source path, image
+size and format, the 14 EXIF target values, and real/fake label for binary sets). Plain tar reads
+sequentially at disk speed, can be listed and checked with standard tools, and is read by the
+``webdataset`` library as is; the kit reads it with :mod:`tarfile` and needs nothing else.
+
+Beside the shards: ``index.json`` (what was packed, how many samples each shard holds, the EXIF
+vocabularies built in the same pass), one ``<shard>.json`` per finished shard (its counts and its
+failures) and ``failures.csv``. Packing is resumable: a shard is done once its side file exists; an
+interrupted shard is rewritten from scratch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SettingError, UserError
+from .images import ImageLoadError, decode_rgb, path_error
+
+FORMAT = "exifkit-shards"
+VERSION = 1
+INDEX = "index.json"
+EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "GIF": "gif"}
+
+
+class ShardError(UserError):
+    pass
+
+
+class UnlabelledError(ImageLoadError):
+    cause = "no real/fake label"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file to pack, with what the collection says about it (label and group for binary sets)."""
+
+    path: Path
+    name: str  # its path relative to the source, recorded in the sample
+    label: int | None = None  # 0 real, 1 fake; None for pretext photos
+    group: str = ""
+    view: tuple[int, int, int, int] | None = None  # a crop box the sample stands for (CNNDetection, grid tiles)
+
+
+@dataclass
+class PackReport:
+    out: Path
+    samples: int
+    shards: int
+    failures: list[dict] = field(default_factory=list)
+    packed_now: int = 0  # shards written by this call (the rest were done before)
+
+    def summary(self) -> str:
+        return (f"{self.samples} samples in {self.shards} shards under {self.out} ({self.packed_now} written now, "
+                f"{self.shards - self.packed_now} already done); {len(self.failures)} file(s) could not be packed"
+                + (f", listed in {self.out / 'failures.csv'}" if self.failures else ""))
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:06d}.tar"
+
+
+def _plan_digest(items: list[Item], shard_size: int, kind: str) -> str:
+    h = hashlib.sha256(f"{kind}\n{shard_size}\n".encode())
+    for it in items:
+        h.update(f"{it.name}\t{it.label}\t{it.group}\t{it.view}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _record(item: Item, data: bytes, kind: str) -> dict:
+    """The JSON half of a sample; raises ImageLoadError when the bytes are not a usable image."""
+    from PIL import Image
+
+    image = decode_rgb(data, item.path)  # the whole decode: a truncated file is refused here, not mid-training
+    with Image.open(io.BytesIO(data)) as img:
+        fmt = img.format
+    rec = {"name": item.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+           "width": int(image.shape[1]), "height": int(image.shape[0]), "format": fmt}
+    if kind == "binary":
+        rec.update(label=item.label, group=item.group, view=list(item.view) if item.view else None)
+    else:
+        from ..exif.read import read_exif
+        from ..exif.schema import tag_values
+
+        rec["exif"] = tag_values([read_exif(item.path)])[0]
+    return rec
+
+
+def folder_items(folder: str | Path, binary: bool = False, label: str | None = None):
+    """(items, problems) for every file under ``folder`` (see :mod:`exifkit.data.inputs`). A binary set
+    takes its labels from ``label`` ("real"/"fake") or from the benchmark layout: a ``0_real`` or
+    ``1_fake`` folder in each file's path, the folder above it naming the group (generator or class)."""
+    from .inputs import collect_files
+
+    folder = Path(folder)
+    found = collect_files([folder])
+    items = []
+    for path in found.files:
+        rel = path.relative_to(folder)
+        if not binary:
+            items.append(Item(path, str(rel)))
+            continue
+        parts = rel.parts[:-1]
+        if label is not None:
+            items.append(Item(path, str(rel), {"real": 0, "fake": 1}[label], folder.name))
+        elif "0_real" in parts or "1_fake" in parts:
+            i = max(parts.index(p) for p in ("0_real", "1_fake") if p in parts)
+            items.append(Item(path, str(rel), int(parts[i] == "1_fake"), parts[i - 1] if i else folder.name))
+        else:
+            found.problems.add(UnlabelledError(path, "no 0_real or 1_fake folder in its path; pass --label real|fake"))
+    return items, found.problems
+
+
+def profile_items(profile, store, binary: bool = False):
+    """A profile's pretext photos (the camera photos outside its held-out test split) or, with
+    ``binary``, its binary training samples, as items to pack."""
+    splits = profile.splits(store.manifest)
+    if not binary:
+        return [Item(store.path(e), e.path) for e in splits.pretext_photos]
+    return [Item(store.path(s.entry), s.entry.path, s.label, s.group, s.view) for s in splits.binary_train]
+
+
+def _lossless_crop(item: Item, data: bytes, max_side: int | None, tmp: Path) -> tuple[bytes, str]:
+    """A JPEG over ``max_side`` cut to its central ``max_side`` square in the DCT domain (jpegtran: the
+    camera's quantisation, 8x8 grid and EXIF stay); anything else as it is."""
+    from PIL import Image
+
+    from .transforms import TransformError, center_crop_box, crop_spec, lossless_crop
+
+    if not max_side:
+        return data, ""
+    with Image.open(io.BytesIO(data)) as img:
+        fmt, (width, height) = img.format, img.size
+    if fmt not in ("JPEG", "MPO") or max(width, height) <= max_side:
+        return data, ""
+    box = center_crop_box(width, height, max_side)
+    src, dst = tmp / "in.jpg", tmp / "out.jpg"
+    src.write_bytes(data)
+    try:
+        lossless_crop(src, dst, box)
+    except TransformError as exc:
+        raise ImageLoadError(item.path, str(exc)) from exc
+    return dst.read_bytes(), crop_spec(*box)
+
+
+def _pack_shard(task) -> dict:
+    """Write one shard (to a temporary name, then renamed) and its side file; runs in a worker process."""
+    import tempfile
+
+    out, index, items, kind, first_key, max_side = task
+    out = Path(out)
+    scratch = tempfile.TemporaryDirectory(prefix="exifkit-pack-")
+    tar_path, side = out / shard_name(index), out / (shard_name(index)[:-4] + ".json")
+    partial = tar_path.with_suffix(".tar.partial")
+    samples, failures, counts = 0, [], {}
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tf:
+        for offset, item in enumerate(items):
+            try:
+                try:
+                    data = item.path.read_bytes()
+                except OSError as exc:
+                    raise path_error(item.path, exc) from exc
+                rec = _record(item, data, kind)  # EXIF from the file; pixels checked before any crop
+                data, transform = _lossless_crop(item, data, max_side, Path(scratch.name))
+                if transform:
+                    rec.update(transform=transform, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data),
+                               width=min(rec["width"], max_side), height=min(rec["height"], max_side))
+            except ImageLoadError as exc:
+                failures.append({"file": str(item.path), "cause": exc.cause, "detail": exc.detail})
+                continue
+            key = f"{first_key + offset:09d}"
+            ext = EXTENSIONS.get(rec["format"], "img")
+            for member, payload in ((f"{key}.{ext}", data), (f"{key}.json", json.dumps(rec).encode())):
+                info = tarfile.TarInfo(member)
+                info.size, info.mtime, info.mode = len(payload), 0, 0o644  # same bytes on every run
+                tf.addfile(info, io.BytesIO(payload))
+            for tag, value in (rec.get("exif") or {}).items():
+                if isinstance(value, str):
+                    counts.setdefault(tag, Counter())[value] += 1
+            samples += 1
+    scratch.cleanup()
+    os.replace(partial, tar_path)
+    record = {"shard": tar_path.name, "samples": samples, "bytes": tar_path.stat().st_size, "failures": failures,
+              "categorical_counts": {k: dict(v) for k, v in counts.items()}}
+    tmp = side.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, side)  # the shard counts as done from here on
+    return record
+
+
+def pack(items: list[Item], out: str | Path, *, kind: str = "pretext", shard_size: int = 1000, workers: int = 1,
+         max_side: int | None = None, label_config=None, source: str = "", progress: bool = True) -> PackReport:
+    """Pack ``items`` (in the order given) into shards of ``shard_size`` samples under ``out``; with
+    ``max_side``, JPEGs larger than that are stored as a lossless central crop (jpegtran), which bounds
+    the shards' size and the decoding cost of full-resolution photos without re-encoding them.
+
+    ``workers`` processes pack shards in parallel. Rerunning the same call continues where an
+    interrupted one stopped; a different list of files for the same folder is refused. For
+    ``kind="pretext"`` the EXIF vocabularies (top classes within ``label_config``'s budgets, the
+    authors' by default) are built from the counts of every shard and stored in the index."""
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    from ..exif.schema import LabelConfig, categorical_tags, vocabulary_from_counts
+
+    if kind not in ("pretext", "binary"):
+        raise SettingError(f"kind must be 'pretext' or 'binary', not {kind!r}")
+    if kind == "binary" and any(it.label not in (0, 1) for it in items):
+        raise SettingError("a binary set needs a real (0) or fake (1) label on every file")
+    if not items:
+        raise ShardError(f"nothing to pack into {out}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = {"format": FORMAT, "version": VERSION, "kind": kind, "shard_size": shard_size, "max_side": max_side,
+            "files": len(items), "plan_sha256": _plan_digest(items, shard_size, f"{kind} {max_side}"), "source": source}
+    plan_file = out / "plan.json"
+    if plan_file.exists():
+        before = json.loads(plan_file.read_text())
+        if before.get("plan_sha256") != plan["plan_sha256"]:
+            raise ShardError(f"{out}: holds shards of another file list ({before.get('files')} files from "
+                             f"{before.get('source')!r}); pack into an empty folder")
+    else:
+        plan_file.write_text(json.dumps(plan, indent=2) + "\n")
+    chunks = [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
+    side = [out / (shard_name(i)[:-4] + ".json") for i in range(len(chunks))]
+    todo = [(str(out), i, chunk, kind, i * shard_size, max_side) for i, chunk in enumerate(chunks)
+            if not (side[i].exists() and (out / shard_name(i)).exists())]
+    bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="pack", unit="shard", disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        with get_context("spawn").Pool(min(workers, len(todo))) as pool:
+            for _ in pool.imap_unordered(_pack_shard, todo):
+                bar.update()
+    else:
+        for task in todo:
+            _pack_shard(task)
+            bar.update()
+    bar.close()
+    records = [json.loads(p.read_text()) for p in side]
+    failures = [f for r in records for f in r["failures"]]
+    with open(out / "failures.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "cause", "detail"])
+        writer.writeheader()
+        writer.writerows(failures)
+    index = {**plan, "samples": sum(r["samples"] for r in records),
+             "shards": [{"name": r["shard"], "samples": r["samples"], "bytes": r["bytes"]} for r in records]}
+    if kind == "pretext":
+        config = label_config or LabelConfig()
+        merged = {t.name: Counter() for t in categorical_tags()}
+        for r in records:
+            for tag, counts in r["categorical_counts"].items():
+                merged[tag].update(counts)
+        index["vocabularies"] = {t: vocabulary_from_counts(t, c, config.max_classes.get(t, 8), config.min_count).classes
+                                 for t, c in merged.items()}
+    tmp = out / (INDEX + ".partial")
+    tmp.write_text(json.dumps(index, indent=2) + "\n")
+    os.replace(tmp, out / INDEX)
+    return PackReport(out, index["samples"], len(chunks), failures, packed_now=len(todo))
+
+
+@dataclass
+class Shards:
+    """A packed collection, read back."""
+
+    root: Path
+    index: dict
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Shards":
+        root = Path(root)
+        try:
+            index = json.loads((root / INDEX).read_text())
+        except FileNotFoundError as exc:
+            raise ShardError(f"{root}: not a packed collection (no {INDEX}); `exifkit data pack` writes one") from exc
+        except json.JSONDecodeError as exc:
+            raise ShardError(f"{root / INDEX}: not valid JSON ({exc})") from exc
+        if index.get("format") != FORMAT or index.get("version") != VERSION:
+            raise ShardError(f"{root / INDEX}: not an {FORMAT} v{VERSION} index")
+        missing = [s["name"] for s in index["shards"] if not (root / s["name"]).is_file()]
+        if missing:
+            raise ShardError(f"{root}: shard(s) missing: {', '.join(missing[:5])}")
+        return cls(root, index)
+
+    @property
+    def kind(self) -> str:
+        return self.index["kind"]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.root / s["name"] for s in self.index["shards"]]
+
+    def __len__(self) -> int:
+        return int(self.index["samples"])
+
+    def vocabularies(self):
+        from ..exif.schema import Vocabulary
+
+        return {k: Vocabulary(k, list(v)) for k, v in self.index.get("vocabularies", {}).items()}
+
+
+def iter_shard(path: str | Path):
+    """``(record, image bytes)`` of each sample of one shard, in order, without decoding."""
+    with tarfile.open(path, "r") as tf:
+        pending: dict[str, bytes] = {}
+        key = None
+        for member in tf:
+            if not member.isfile():
+                continue
+            stem, _, ext = member.name.partition(".")
+            if key is not None and stem != key:
+                yield _sample(path, key, pending)
+                pending = {}
+            key = stem
+            pending[ext] = tf.extractfile(member).read()
+        if key is not None:
+            yield _sample(path, key, pending)
+
+
+def _sample(path, key: str, parts: dict[str, bytes]):
+    if "json" not in parts or len(parts) != 2:
+        raise ShardError(f"{path}: sample {key} is incomplete ({sorted(parts)})")
+    record = json.loads(parts.pop("json"))
+    record["key"] = key
+    return record, next(iter(parts.values()))
