@@ -74,3 +74,17 @@ def test_data_path_benchmark_measures_memory_at_two_sizes_and_extrapolates(tmp_p
     assert report["peak_rss_ratio"] >= 1 and report["extrapolation"]["workers_per_gpu_needed_originals"] >= 1
     assert report["camera_photos"]["stream_1_worker"]["photos_per_s"] > 0
     assert json.loads((tmp_path / "data_path.json").read_text()) == report
+
+
+@pytest.mark.slow
+def test_gpu_training_script_runs_and_says_when_there_is_no_gpu(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_training.py"), "--photos", "60",
+                           "--shard-size", "20", "--profile", "demo", "--pairs", "2", "--workers", "1", "--steps", "2",
+                           "--warmup", "1", "--decode-photos", "16", "--work", str(tmp_path / "work"),
+                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    for device, result in report["results"].items():
+        assert result["training"]["pairs_per_s"] > 0 and 0 < result["training"]["busy_fraction"] <= 1.05
+        assert result["decoding"]["pillow_photos_per_s"] > 0
+    assert report["cuda_available"] or report["note"].startswith("no GPU")

@@ -203,3 +203,30 @@ def test_binary_training_streams_a_packed_real_fake_set_and_resumes_exactly(demo
     train_binary(config, frozen, shards, None, tmp_path / "split", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
     assert a["step"] == b["step"] == 4 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.slow
+def test_torchrun_streams_to_two_ranks_keeps_replicas_identical_and_resumes_exactly(photos_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from exifkit.cli import main
+
+    assert main(["data", "pack", str(photos_dir), "--out", str(tmp_path / "shards"), "--shard-size", "6",
+                 "--workers", "1", "--quiet"]) == 0
+
+    def torchrun(out, steps, *extra):
+        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              "-m", "exifkit.cli", "pretext", "train", "--profile", "demo", "--data",
+                              str(tmp_path / "shards"), "--workers", "1", "--steps", str(steps), "--batch-pairs", "2",
+                              "--out", str(tmp_path / out), "--quiet", *extra], capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return load_checkpoint(tmp_path / out / "last.pt")
+
+    straight = torchrun("straight", 4)
+    assert straight["replicas_checked"] == 2 and straight["step"] == 4 and straight["config"]["workers"] == 1
+    torchrun("split", 2)
+    resumed = torchrun("split", 4, "--resume")
+    assert resumed["step"] == 4 and all(torch.equal(straight["model"][k], resumed["model"][k]) for k in straight["model"])
