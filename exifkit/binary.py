@@ -26,7 +26,8 @@ from .errors import SettingError
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
 from .train import (MetricsLog, autocast, batch_positions, close_distributed, keep_if_best, load_checkpoint,
-                    resolve_precision, resume_state, rng_state, save_checkpoint, setup_run, trained_checkpoint)
+                    resolve_precision, resume_state, rng_state, run_segments, save_checkpoint, setup_run,
+                    trained_checkpoint)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -369,6 +370,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     defaults = asdict(BinaryConfig(extractor=config.extractor))
     start = resume_state(ckpt_path, model, optimizer, config_dict, {**defaults, "extractor": config_dict["extractor"]}) \
         if resume else 0
+    earlier = run_segments(ckpt_path, start)
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,
@@ -407,6 +409,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
         if ctx.is_main and (done % config.checkpoint_every == 0 or done == config.steps):
             save_checkpoint(ckpt_path, {"step": done, "model": model.state_dict(),
                                         "optimizer": optimizer.state_dict(), "rng": rng_state(), "precision_used": precision,
+                                        "segments": earlier + [[start, done]],
                                         "config": config_dict})
             if val_log is not None:
                 validate(done)

@@ -52,7 +52,7 @@ def cmd_data_fetch(args) -> int:
 
 
 def cmd_data_pack(args) -> int:
-    from .data.shards import folder_items, pack, profile_items
+    from .data.shards import folder_items, list_items, pack, profile_items
     from .exif.schema import LabelConfig
 
     kind = "binary" if args.binary else "pretext"
@@ -63,8 +63,11 @@ def cmd_data_pack(args) -> int:
         items, problems = profile_items(profile, data_store(profile, mirrors=args.mirror), args.binary), None
     elif Path(args.source).is_dir():
         items, problems = folder_items(args.source, args.binary, args.label)
+    elif Path(args.source).is_file():
+        items, problems = list_items(args.source, args.binary, args.label)
     else:
-        raise MissingInputError(f"{args.source}: not a profile ({', '.join(available_profiles())}) and not a folder")
+        raise MissingInputError(f"{args.source}: not a profile ({', '.join(available_profiles())}), a folder or "
+                                "a file list")
     for problem in (problems.failures if problems else []):
         print(f"exifkit data pack: skipped {problem}", file=sys.stderr)
     report = pack(items, args.out, kind=kind, shard_size=args.shard_size, workers=args.workers, max_side=args.max_side,
@@ -345,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "WebDataset's layout, with the EXIF targets, sha256 and vocabularies. Resumable: "
                                      "rerun the same command after an interruption. Exit status 1 if any file could "
                                      "not be packed (each is named, and listed in SHARDS/failures.csv).")
-    pk.add_argument("source", help="a folder (searched recursively) or a profile name")
+    pk.add_argument("source", help="a folder (searched recursively), a text file listing files or folders one "
+                    "per line, or a profile name")
     pk.add_argument("--out", type=Path, required=True, metavar="SHARDS", help="folder of the shards")
     pk.add_argument("--binary", action="store_true", help="a real/fake training set: labels from --label or from "
                     "0_real/1_fake folders (the CNNSpot layout); a profile gives its binary training images")

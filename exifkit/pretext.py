@@ -22,15 +22,15 @@ from torch import nn
 
 from .data.images import FailureReport, load_many
 from .data.suites import split_indices
+from .errors import SettingError
 from .exif.schema import (MISSING_CLASS, TAGS, ExifLabels, LabelConfig, Vocabulary, build_labels,
                           categorical_tags, ranked_tags)
 from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
 from .patches import grid_patches, random_patches, to_tensor
 from .train import (Distributed, MetricsLog, autocast, batch_positions, close_distributed, keep_if_best,
-                    load_checkpoint, resolve_precision, resume_state, rng_state, save_checkpoint, setup_run,
-                    trained_checkpoint)
-from .errors import SettingError
+                    load_checkpoint, resolve_precision, resume_state, rng_state, run_segments, save_checkpoint,
+                    setup_run, trained_checkpoint)
 
 
 @dataclass(frozen=True)
@@ -272,6 +272,7 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     ckpt_path = out / "last.pt"
     start = resume_state(ckpt_path, model, optimizer, config.to_dict(), PretextConfig().to_dict()) if resume else 0
+    earlier = run_segments(ckpt_path, start)
     if resume and not start and ctx.is_main and progress:
         print(f"no checkpoint at {ckpt_path}; starting from step 0")
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
@@ -301,7 +302,7 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
             save_checkpoint(ckpt_path, {"step": step, "model": model.state_dict(),
                                         "optimizer": optimizer.state_dict(), "rng": rng_state(),
                                         "config": config.to_dict(), "precision_used": precision,
-                                        "head_sizes": list(sizes),
+                                        "head_sizes": list(sizes), "segments": earlier + [[start, step]],
                                         "vocabularies": _vocab_lists(vocabularies)})
 
     net.train()

@@ -161,6 +161,14 @@ def resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Opti
     return int(state["step"])
 
 
+def run_segments(path: Path, start: int) -> list[list[int]]:
+    """The (first, last) steps each earlier process of a resumed run trained, from its checkpoint; a
+    new checkpoint appends this process's own. A run that resumed properly shows its interruptions."""
+    if not start:
+        return []
+    return [list(s) for s in load_checkpoint(path).get("segments", [[0, start]])]
+
+
 def trained_checkpoint(run_dir: str | Path) -> Path:
     """The weights a finished run stands for: the step chosen on validation data (best.pt) when the run
     validated, else the last step."""

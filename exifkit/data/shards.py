@@ -97,29 +97,51 @@ def _record(item: Item, data: bytes, kind: str) -> dict:
     return rec
 
 
-def folder_items(folder: str | Path, binary: bool = False, label: str | None = None):
-    """(items, problems) for every file under ``folder`` (see :mod:`exifkit.data.inputs`). A binary set
-    takes its labels from ``label`` ("real"/"fake") or from the benchmark layout: a ``0_real`` or
-    ``1_fake`` folder in each file's path, the folder above it naming the group (generator or class)."""
+def _labelled(path: Path, name: str, binary: bool, label: str | None, default_group: str):
+    """The item for one file, or the UnlabelledError saying why a binary set cannot take it: the label
+    is ``label`` for every file, else the ``0_real``/``1_fake`` folder in ``name`` (the folder above
+    it naming the group: generator or class, as in the CNNSpot layout)."""
+    if not binary:
+        return Item(path, name)
+    if label is not None:
+        return Item(path, name, {"real": 0, "fake": 1}[label], default_group)
+    parts = Path(name).parts[:-1]
+    if "0_real" not in parts and "1_fake" not in parts:
+        return UnlabelledError(path, "no 0_real or 1_fake folder in its path; pass --label real|fake")
+    i = max(parts.index(q) for q in ("0_real", "1_fake") if q in parts)
+    return Item(path, name, int(parts[i] == "1_fake"), parts[i - 1] if i else default_group)
+
+
+def _collect(entries, binary, label, default_group):
+    """(items, problems) from ``(path as given, name to record)`` pairs; folders are walked."""
+    from .images import FailureReport
     from .inputs import collect_files
 
-    folder = Path(folder)
-    found = collect_files([folder])
-    items = []
-    for path in found.files:
-        rel = path.relative_to(folder)
-        if not binary:
-            items.append(Item(path, str(rel)))
-            continue
-        parts = rel.parts[:-1]
-        if label is not None:
-            items.append(Item(path, str(rel), {"real": 0, "fake": 1}[label], folder.name))
-        elif "0_real" in parts or "1_fake" in parts:
-            i = max(parts.index(p) for p in ("0_real", "1_fake") if p in parts)
-            items.append(Item(path, str(rel), int(parts[i] == "1_fake"), parts[i - 1] if i else folder.name))
-        else:
-            found.problems.add(UnlabelledError(path, "no 0_real or 1_fake folder in its path; pass --label real|fake"))
-    return items, found.problems
+    items, problems = [], FailureReport()
+    for path, name in entries:
+        found = collect_files([path])
+        problems.failures += found.problems.failures
+        for file in found.files:
+            rel = name if file == path else str(Path(name) / file.relative_to(path))
+            made = _labelled(file, rel, binary, label, default_group)
+            (problems.add if isinstance(made, ImageLoadError) else items.append)(made)
+    return items, problems
+
+
+def folder_items(folder: str | Path, binary: bool = False, label: str | None = None):
+    """(items, problems) for every file under ``folder`` (see :mod:`exifkit.data.inputs`): flat or
+    nested (per camera, per class) alike; names are recorded relative to ``folder``."""
+    return _collect([(Path(folder), "")], binary, label, Path(folder).name)
+
+
+def list_items(list_file: str | Path, binary: bool = False, label: str | None = None):
+    """(items, problems) for the files (or folders) named in a text file, one per line; relative paths
+    are taken from the list's folder, blank lines and lines starting with # are skipped."""
+    list_file = Path(list_file)
+    lines = [line.strip() for line in list_file.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
+    entries = [(Path(line) if Path(line).is_absolute() else list_file.parent / line, line)
+               for line in lines if line and not line.startswith("#")]
+    return _collect(entries, binary, label, list_file.stem)
 
 
 def profile_items(profile, store, binary: bool = False):

@@ -151,7 +151,7 @@ def test_pretext_training_streams_from_shards_and_resumes_exactly(packed, tmp_pa
     train_pretext(replace(config, steps=2), packed, tmp_path / "split", progress=False)
     train_pretext(config, packed, tmp_path / "split", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
-    assert a["step"] == b["step"] == 4
+    assert a["step"] == b["step"] == 4 and b["segments"] == [[0, 2], [2, 4]]  # resumed, not retrained
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["vocabularies"] == {k: v.classes for k, v in packed.vocabularies().items()}
 
@@ -202,7 +202,8 @@ def test_binary_training_streams_a_packed_real_fake_set_and_resumes_exactly(demo
     train_binary(replace(config, steps=2), frozen, shards, None, tmp_path / "split", progress=False)
     train_binary(config, frozen, shards, None, tmp_path / "split", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
-    assert a["step"] == b["step"] == 4 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["step"] == b["step"] == 4 and b["segments"] == [[0, 2], [2, 4]]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
 @pytest.mark.slow
@@ -229,4 +230,79 @@ def test_torchrun_streams_to_two_ranks_keeps_replicas_identical_and_resumes_exac
     assert straight["replicas_checked"] == 2 and straight["step"] == 4 and straight["config"]["workers"] == 1
     torchrun("split", 2)
     resumed = torchrun("split", 4, "--resume")
-    assert resumed["step"] == 4 and all(torch.equal(straight["model"][k], resumed["model"][k]) for k in straight["model"])
+    assert resumed["step"] == 4 and resumed["segments"] == [[0, 2], [2, 4]] and all(torch.equal(straight["model"][k], resumed["model"][k]) for k in straight["model"])
+
+
+def test_a_file_list_packs_what_it_names_and_names_what_is_missing(photos_dir, tmp_path):
+    from exifkit.data.shards import list_items
+
+    names = [p.name for p in sorted(photos_dir.iterdir())[:3]]
+    listing = tmp_path / "photos.txt"
+    listing.write_text("# three photos and one that is gone\n" + "\n".join(str(photos_dir / n) for n in names)
+                       + "\n\nmissing.jpg\n")
+    items, problems = list_items(listing)
+    assert [i.path.name for i in items] == names
+    assert [(p.path.name, p.cause) for p in problems.failures] == [("missing.jpg", "file not found")]
+    (tmp_path / "set" / "dog" / "1_fake").mkdir(parents=True)
+    shutil.copy(photos_dir / names[0], tmp_path / "set" / "dog" / "1_fake" / "a.jpg")
+    (tmp_path / "set.txt").write_text("set/dog\n")
+    items, problems = list_items(tmp_path / "set.txt", binary=True)
+    assert [(i.name, i.label, i.group) for i in items] == [("set/dog/1_fake/a.jpg", 1, "dog")] and not problems
+
+
+DDP_RUN = """
+import os, signal, sys
+import exifkit.pretext as pretext
+from exifkit.data.shards import Shards
+from exifkit.model.extractor import ExtractorConfig
+from exifkit.pretext import PretextConfig
+
+tiny = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2, head_dim=4,
+                       mlp_dim=8)
+config = PretextConfig(extractor=tiny, steps=20, batch_pairs=2, n_patches=2, checkpoint_every=5, log_every=1, seed=3,
+                       device="cpu", max_side=64, workers=2, shuffle_buffer=50)
+kill_at, resume = int(sys.argv[3]), bool(int(sys.argv[4]))
+real, calls = pretext.pretext_loss, []
+
+def loss(*args, **kwargs):
+    calls.append(1)
+    if kill_at and len(calls) == kill_at and os.environ.get("RANK") == "0":
+        os.kill(os.getpid(), signal.SIGKILL)  # a real interruption, mid-step
+    return real(*args, **kwargs)
+
+pretext.pretext_loss = loss
+pretext.train_pretext(config, Shards.open(sys.argv[1]), sys.argv[2], resume=resume, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_with_two_workers_each_resume_a_killed_run_to_identical_weights(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from exifkit.data.synthetic import write_photos
+
+    photos = write_photos(tmp_path / "photos", 2000, workers=2)
+    files = sorted(photos.rglob("*.jpg"))
+    report = pack([Item(p, str(p.relative_to(photos))) for p in files], tmp_path / "shards", shard_size=250, workers=2,
+                  progress=False)
+    assert report.samples == 2000 and report.shards == 8
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_RUN)
+
+    def torchrun(out, kill_at, resume):
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               str(script), str(tmp_path / "shards"), str(tmp_path / out), str(kill_at), str(int(resume))],
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+
+    straight = torchrun("straight", 0, False)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = torchrun("split", 13, False)  # rank 0 killed during step 13, after the checkpoint at step 10
+    assert killed.returncode != 0 and load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 10
+    resumed = torchrun("split", 0, True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
+    assert b["segments"] == [[0, 10], [10, 20]]  # the resumed process ran steps 11-20 only
+    assert a["step"] == b["step"] == 20 and b["replicas_checked"] == 2
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
