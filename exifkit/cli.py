@@ -185,7 +185,7 @@ def cmd_pretext_train(args) -> int:
         out = args.out or profile.results_dir() / "pretext"
         result = train_pretext(config, Shards.open(args.data), out, resume=args.resume, progress=not args.quiet)
         print(f"checkpoint: {result.checkpoint}  ({result.pairs_per_second:.2f} pairs/s, streamed from {args.data}); "
-              "held-out evaluation: notebook 02, or an EXIF table on held-out photos")
+              "not evaluated here: score held-out photos with exifkit.pretext.evaluate_pretext")
         return 0
     store = data_store(profile, mirrors=args.mirror)
     paths = [store.path(e) for e in store.manifest if e.kind == "camera"]
