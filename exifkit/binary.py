@@ -273,6 +273,20 @@ class ValidationSet:
     patches: list[torch.Tensor]
     labels: np.ndarray
     groups: list[str]
+    pairing: dict[str, list[str]] | None = None  # fake group -> the real groups it is scored against
+
+
+def suite_pairing(samples: list[Sample]) -> dict[str, list[str]]:
+    """Which validation reals each fake group is scored against, as the test suites pair them (see
+    :mod:`exifkit.data.suites`): fakes of a collection that publishes its own reals (CNNDetection) meet
+    those reals only; other generated images meet the reals of collections without fakes (camera and
+    natural photos). Scoring CNNDetection fakes against camera photos would reward telling the
+    collections apart, which the test never asks."""
+    reals, fakes = {}, {}
+    for s in samples:
+        (fakes if s.label else reals).setdefault(s.entry.kind, set()).add(s.group)
+    standalone = sorted(g for kind, gs in reals.items() if kind not in fakes for g in gs)
+    return {g: sorted(reals[kind]) if kind in reals else standalone for kind, gs in fakes.items() for g in gs}
 
 
 def validation_set(samples: list[Sample], store: DataStore, patch_size: int, max_patches: int | None,
@@ -292,7 +306,7 @@ def validation_set(samples: list[Sample], store: DataStore, patch_size: int, max
         patches.append(to_tensor(grid_patches(image, patch_size, max_patches)))
         labels.append(s.label)
         groups.append(s.group)
-    return ValidationSet(patches, np.array(labels, dtype=np.int64), groups), failures
+    return ValidationSet(patches, np.array(labels, dtype=np.int64), groups, suite_pairing(samples)), failures
 
 
 def aligned_validation(config: BinaryConfig, samples: list[Sample], store: DataStore):
@@ -305,7 +319,8 @@ def aligned_validation(config: BinaryConfig, samples: list[Sample], store: DataS
 
 
 def validation_auc(model: "BinaryModel", validation: ValidationSet) -> float:
-    """Macro ROC-AUC (see :func:`exifkit.metrics.macro_auc`) of P(fake) on the validation images."""
+    """Macro ROC-AUC (see :func:`exifkit.metrics.macro_auc`) of P(fake) on the validation images, each
+    fake group against the reals of its ``pairing`` (:func:`suite_pairing`)."""
     from .metrics import macro_auc
 
     was_training = model.training
@@ -313,7 +328,7 @@ def validation_auc(model: "BinaryModel", validation: ValidationSet) -> float:
     device = next(model.parameters()).device
     scores = [float(model.fake_probability(x[None].to(device))[0, 0]) for x in validation.patches]
     model.train(was_training)
-    return macro_auc(validation.labels, scores, validation.groups)
+    return macro_auc(validation.labels, scores, validation.groups, validation.pairing)
 
 
 def _as_float(out: ExtractorOutput | None) -> ExtractorOutput | None:
@@ -341,7 +356,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     """Train (or continue) a binary run on decoded ``images`` and their ``labels``, or streamed from a
     packed binary collection (``images`` a :class:`~exifkit.data.shards.Shards`, ``labels`` None);
     ``out_dir/last.pt`` every ``checkpoint_every`` steps. With ``validation`` images, each checkpoint
-    also scores them (``validation.csv``, macro AUC) and the best step's weights are kept as
+    also scores them (``validation.csv``, paired macro AUC) and the best step's weights are kept as
     ``best.pt``: the step is chosen on training-side data, never on tests."""
     import logging
 
@@ -375,15 +390,16 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,
                      resume_step=start if resume else None) if ctx.is_main else None
-    val_log = MetricsLog(out / "validation.csv", ["step", "macro_auc"], resume_step=start if resume else None) \
+    val_log = MetricsLog(out / "validation.csv", ["step", "paired_macro_auc"], resume_step=start if resume else None) \
         if (ctx.is_main and validation is not None and len(validation.labels)) else None
     if ctx.is_main and not start:
         (out / "best.pt").unlink(missing_ok=True)  # a fresh run never inherits an earlier run's best step
 
     def validate(step: int) -> None:
         score = validation_auc(model, validation)
-        val_log.append({"step": step, "macro_auc": round(score, 5)})
-        keep_if_best(out / "best.pt", score, {"step": step, "model": model.state_dict(), "config": config_dict})
+        val_log.append({"step": step, "paired_macro_auc": round(score, 5)})
+        keep_if_best(out / "best.pt", score, {"step": step, "model": model.state_dict(), "config": config_dict,
+                                              "validation_metric": "paired macro AUC"})
 
     need_frozen = config.alpha > 0 or (log is not None)
     net.train()

@@ -49,15 +49,19 @@ def roc_auc(labels, scores) -> float:
     return float(roc_auc_score(labels, scores))
 
 
-def macro_auc(labels, scores, groups) -> float:
-    """Mean over fake groups of the ROC-AUC of every real against that group's fakes. It has the shape
-    of a test suite's per-generator mean, so one large fake source cannot carry the figure alone."""
+def macro_auc(labels, scores, groups, pairing: dict | None = None) -> float:
+    """Mean over fake groups of the ROC-AUC of that group's fakes against reals. It has the shape of a
+    test suite's per-generator mean, so one large fake source cannot carry the figure alone. With
+    ``pairing`` (fake group -> real groups) each fake group meets only the reals the test suite would
+    pair it with; without, every real."""
     labels, scores = _check(labels, scores)
     groups = np.asarray(groups)
-    reals = labels == 0
-    aucs = [roc_auc(np.r_[labels[reals], labels[groups == g]], np.r_[scores[reals], scores[groups == g]])
-            for g in sorted(set(groups[labels == 1]))]
-    if not aucs or not reals.any():
+    aucs = []
+    for g in sorted(set(groups[labels == 1])):
+        reals = (labels == 0) & (np.isin(groups, list(pairing[g])) if pairing is not None else True)
+        if reals.any():
+            aucs.append(roc_auc(np.r_[labels[reals], labels[groups == g]], np.r_[scores[reals], scores[groups == g]]))
+    if not aucs:
         raise ValueError("a macro AUC needs real and fake images")
     return float(np.mean(aucs))
 

@@ -74,7 +74,8 @@ def binary_budget(run_dir: Path) -> str | None:
         return None
     log, state, kept = record
     cfg = state["config"]
-    chosen = (f" (validation macro AUC {kept['validation_score']:.3f})" if "validation_score" in kept else "")
+    chosen = (f" (validation {kept.get('validation_metric', 'macro AUC')} {kept['validation_score']:.3f})"
+              if "validation_score" in kept else "")
     return (f"{int(log['step'].iloc[-1])} steps x {cfg['batch_images']} images, alpha {cfg['alpha']:g}, "
             f"start {cfg['init']}, lr {cfg['lr']:g}, {log['seconds'].iloc[-1] / 60:.0f} min, precision "
             f"{state.get('precision_used', 'fp32')}; weights kept: step {kept['step']}{chosen}")

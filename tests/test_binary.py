@@ -194,10 +194,10 @@ def test_validation_keeps_the_best_step_and_training_returns_it(tmp_path):
     log = pd.read_csv(tmp_path / "run" / "validation.csv")
     assert list(log["step"]) == [2, 4, 6]
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert best["step"] == int(log.loc[log["macro_auc"].idxmax(), "step"])
+    assert best["step"] == int(log.loc[log["paired_macro_auc"].idxmax(), "step"])
     assert "optimizer" not in best and result.checkpoint == tmp_path / "run" / "best.pt"
     model = load_binary(result.checkpoint, TINY)
-    assert validation_auc(model, held) == pytest.approx(log["macro_auc"].max(), abs=1e-4)
+    assert validation_auc(model, held) == pytest.approx(log["paired_macro_auc"].max(), abs=1e-4)
     # a fresh run in the same folder starts its own record instead of keeping an earlier run's best step
     torch.save({**best, "step": 999, "validation_score": 2.0}, tmp_path / "run" / "best.pt")
     train_binary(BinaryConfig(**{**cfg.__dict__, "steps": 2}), Extractor(TINY), images, labels, tmp_path / "run",
@@ -221,3 +221,19 @@ def test_binary_init_pretext_starts_at_the_frozen_weights(tmp_path):
     with pytest.raises(ValueError, match="init"):
         train_binary(BinaryConfig(**{**cfg.__dict__, "init": "imagenet"}), frozen, images, labels, tmp_path / "x",
                      progress=False)
+
+
+def test_validation_pairs_fakes_with_the_reals_a_test_suite_gives_them():
+    from exifkit.binary import suite_pairing
+    from exifkit.data.manifest import Entry
+    from exifkit.data.suites import Sample
+
+    def s(name, label, group, kind):
+        return Sample(Entry(path=name, sha256=name, kind=kind), label, group)
+
+    samples = [s("a", 0, "cnndetection real", "cnndetection_testset_web"), s("b", 1, "biggan", "cnndetection_testset_web"),
+               s("c", 0, "camera (pretext side)", "camera"), s("d", 0, "natural (ImageNet)", "natural"),
+               s("e", 1, "glid3", "generated"), s("f", 1, "sd15", "generated")]
+    assert suite_pairing(samples) == {"biggan": ["cnndetection real"],
+                                      "glid3": ["camera (pretext side)", "natural (ImageNet)"],
+                                      "sd15": ["camera (pretext side)", "natural (ImageNet)"]}

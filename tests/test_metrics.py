@@ -99,3 +99,16 @@ def test_suite_means_carry_bootstrap_intervals_around_the_mean_of_the_pairs():
     assert groups["mean auc"].iloc[0] == pytest.approx(table["auc"].iloc[0])  # one pair: its own value
     assert groups["mean auc 95% CI"].iloc[1] == table["auc 95% CI"].iloc[1]
     assert "auc 95% CI" not in suite_table(suite, scores, 0.5).columns
+
+
+def test_a_paired_macro_auc_scores_each_fake_group_against_its_own_reals_only():
+    from exifkit.metrics import macro_auc
+
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.2, 0.7, 0.8, 0.9, 0.75, 0.3, 0.25]
+    groups = ["camera", "camera", "cnn real", "cnn real", "gen", "gen", "gan", "gan"]
+    # against every real: gen 0.9 beats 4, 0.75 beats 3 -> 7/8; gan 0.3 and 0.25 beat 2 each -> 4/8
+    assert macro_auc(labels, scores, groups) == pytest.approx((7 / 8 + 4 / 8) / 2)
+    # as a suite pairs them: gen against the camera photos (1.0), gan against its own reals (0.0)
+    pairing = {"gen": ["camera"], "gan": ["cnn real"]}
+    assert macro_auc(labels, scores, groups, pairing) == pytest.approx((1.0 + 0.0) / 2)
