@@ -134,10 +134,15 @@ def run(name: str, workload: Callable[[str, str, argparse.Namespace], dict], met
     for device, verdict in report.get("comparison", {}).items():
         print(f"{device}: " + "; ".join(f"{k} {v}" for k, v in verdict.items()))
     print(f"Winograd kernel of the fast path: {report['machine']['winograd_kernel']}")
-    print(json.dumps(report))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    publish(report, args.out, name)
     return report
+
+
+def publish(report: dict, out: Path, name: str) -> None:
+    """The JSON line on standard output and ``out/<name>.json``: the two outputs of every script."""
+    print(json.dumps(report))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
 
 
 def _value(x):

@@ -262,9 +262,9 @@ def main(argv=None) -> int:
         # photo is about (256 / 768)^2 of a 768 px crop (area scaling; small files cost more per byte to open)
         "workers_per_gpu_needed_crop256": math.ceil(needed * cropped_kib * (256 / 768) ** 2 * 1024 / 1e6 / worker_mb_s),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data_path.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report))
+    from _common import publish
+
+    publish(report, args.out, "data_path")
     return 0
 
 

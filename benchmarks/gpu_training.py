@@ -13,13 +13,14 @@ spent waiting for the next batch. Then JPEG decoding in photos/s: Pillow in one 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import publish  # noqa: E402
 
 
 def _shards(args) -> Path:
@@ -154,9 +155,7 @@ def main(argv=None) -> int:
     for name in devices:
         report["results"][name] = {"training": train_rate(name, shards_dir, args), "decoding": decode_rates(name, shards_dir, args)}
         print(f"{name}: {report['results'][name]}", file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_training.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report))
+    publish(report, args.out, "gpu_training")
     return 0
 
 

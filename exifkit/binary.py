@@ -382,9 +382,8 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     ckpt_path = out / "last.pt"
     config_dict = {**asdict(config), "extractor": asdict(config.extractor)}
-    defaults = asdict(BinaryConfig(extractor=config.extractor))
-    start = resume_state(ckpt_path, model, optimizer, config_dict, {**defaults, "extractor": config_dict["extractor"]}) \
-        if resume else 0
+    defaults = asdict(BinaryConfig(extractor=config.extractor))  # asdict turns the extractor into a dict too
+    start = resume_state(ckpt_path, model, optimizer, config_dict, defaults) if resume else 0
     earlier = run_segments(ckpt_path, start)
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
