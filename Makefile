@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.exifkit-installed
 
-.PHONY: reproduce test test-fast lab install clean-results sync-notebooks paper-eval bench
+.PHONY: reproduce test test-fast lab install clean-results sync-notebooks paper-eval bench student site
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ install: $(STAMP)
 ## Execute the numbered notebooks on $(PROFILE) (default: demo, offline) into results/$(PROFILE)/
 reproduce: $(STAMP)
 	$(BIN)/exifkit reproduce --profile $(PROFILE)
+
+## Student notebooks: solutions replaced by stubs and empty answer cells, into results/student/
+student: $(STAMP)
+	$(BIN)/exifkit course student --out results/student
+
+## A static HTML site of a profile's executed notebooks, into results/site/<profile>/ (default: the
+## committed extended reference run, so it works on a fresh clone; `make site PROFILE=demo` after `make reproduce`)
+SITE_PROFILE := $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),extended)
+site: $(STAMP)
+	$(BIN)/exifkit course site --profile $(SITE_PROFILE)
 
 ## The whole test suite, slow end-to-end checks included
 test: $(STAMP)

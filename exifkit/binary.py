@@ -360,7 +360,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     ``best.pt``: the step is chosen on training-side data, never on tests."""
     import logging
 
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     out = Path(out_dir)
     device, ctx = setup_run(config.device, config.seed)
@@ -487,3 +487,121 @@ def validation_threshold(model: BinaryModel, validation: list[Sample], store: Da
             "fake_acc": class_accuracy(labels, scores, threshold, 1),
             "real_acc_at_0.5": class_accuracy(labels, scores, 0.5, 0),
             "fake_acc_at_0.5": class_accuracy(labels, scores, 0.5, 1)}
+
+
+# ---------------------------------------------------------------- runs: the authors' alpha and its ablation
+
+def run_names(alpha: float) -> list[str]:
+    """The runs a study trains: the regularised one, then the alpha = 0 ablation (once, if alpha is 0)."""
+    return list(dict.fromkeys((f"alpha={alpha:g}", "alpha=0")))
+
+
+@dataclass
+class BinaryRuns:
+    """Trained (or shipped) detectors by run name, each with its validation record and training log."""
+    models: dict = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)
+    logs: dict = field(default_factory=dict)  # run name -> metrics.csv as a DataFrame
+
+    @property
+    def main(self) -> str:
+        """The regularised run (the first); the others are ablations."""
+        return next(iter(self.models))
+
+
+def train_runs(config: BinaryConfig, frozen: Extractor, splits, store: DataStore, out: Path, *,
+               resume: bool = False, cache_root: Path | None = None, protocol=None) -> BinaryRuns:
+    """Train every run of :func:`run_names` on the same images (or reuse finished runs with ``resume``),
+    keep each run's validated step and set its threshold on the validation images under ``protocol``;
+    ``out/binary/<run>/threshold.json`` records it for notebook 05 and the bundle."""
+    import json
+
+    import pandas as pd
+
+    images, labels, failures, validation = training_data(config, splits, store)
+    held, held_failures = aligned_validation(config, validation, store)
+    for report in (failures, held_failures):
+        if report:
+            print(report.to_markdown())
+    print(f"{len(images)} training images ({int(labels.sum())} fake), {len(validation)} kept for validation")
+    runs = BinaryRuns()
+    for name in run_names(config.alpha):
+        run_dir = Path(out) / "binary" / name
+        cfg = type(config)(**{**config.__dict__, "alpha": float(name.split("=")[1])})
+        result = train_binary(cfg, frozen, images, labels, run_dir, resume=resume, validation=held)
+        print(f"{name}: {result.seconds:.0f} s, {result.images_per_second:.1f} images/s, kept {result.checkpoint.name}")
+        runs.models[name] = load_binary(result.checkpoint, cfg.extractor, frozen)
+        runs.thresholds[name] = (validation_threshold(runs.models[name], validation, store,
+                                                      cache_root or Path(out) / "feature_cache",
+                                                      cfg.eval_max_patches, protocol)
+                                 if validation else {"threshold": 0.5, "validation_images": 0})
+        (run_dir / "threshold.json").write_text(json.dumps(runs.thresholds[name], indent=2) + "\n")
+        runs.logs[name] = pd.read_csv(result.metrics)
+    return runs
+
+
+def trained_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
+    """The runs :func:`train_runs` left in ``out/binary``, as notebook 05 reads them."""
+    import json
+
+    import pandas as pd
+
+    runs = BinaryRuns()
+    for name in run_names(alpha):
+        run = Path(out) / "binary" / name
+        if not (trained_checkpoint(run).exists() and (run / "threshold.json").exists()):
+            from .errors import MissingInputError
+
+            raise MissingInputError(f"{run}: run notebook 04 first (make reproduce does)")
+        runs.models[name] = load_binary(trained_checkpoint(run), frozen.config, frozen)
+        runs.thresholds[name] = json.loads((run / "threshold.json").read_text())
+        if (run / "metrics.csv").exists():
+            runs.logs[name] = pd.read_csv(run / "metrics.csv")
+    return runs
+
+
+def shipped_runs(detector) -> BinaryRuns:
+    """A bundle's detectors (see ``Detector.shipped_binaries``), with the training logs of the run that
+    made it when they lie beside the bundle (the extended reference run's layout)."""
+    import pandas as pd
+
+    runs = BinaryRuns()
+    for name, (model, record) in detector.shipped_binaries().items():
+        runs.models[name], runs.thresholds[name] = model, record
+        log = Path(detector.root).parent / "binary" / name / "metrics.csv"
+        if log.exists():
+            runs.logs[name] = pd.read_csv(log)
+    return runs
+
+
+def evaluate_runs(runs: BinaryRuns, suite, store: DataStore, cache_root: Path, protocols: dict, *,
+                  max_patches: int | None, bootstrap: int = 0, seed: int = 0, tables_dir: Path | None = None):
+    """Per-generator tables and P(fake) of every run under every protocol (name -> Protocol, None for the
+    raw files), at each run's validation threshold; tables saved as ``binary_alphaA_PROTOCOL``."""
+    from .metrics import suite_table
+    from .report import save_table
+
+    tables, scores = {}, {}
+    for name, model in runs.models.items():
+        for pname, protocol in protocols.items():
+            probs, failures = fake_probabilities(model, suite.samples(), store, cache_root, max_patches,
+                                                 protocol=protocol)
+            if failures:
+                print(failures.to_markdown())
+            scores[name, pname] = probs
+            tables[name, pname] = suite_table(suite, probs, runs.thresholds[name]["threshold"], bootstrap, seed)
+            if tables_dir is not None:
+                save_table(tables[name, pname].round(4), tables_dir, f"binary_{name.replace('=', '')}_{pname}")
+    return tables, scores
+
+
+def seen_unseen_summary(suite, runs: BinaryRuns, scores: dict, bootstrap: int = 0, seed: int = 0):
+    """Seen against unseen generator means of every (run, protocol), with intervals."""
+    import pandas as pd
+
+    from .metrics import seen_unseen_means
+
+    summary = pd.concat([seen_unseen_means(suite, probs, runs.thresholds[name]["threshold"], bootstrap, seed)
+                         .assign(run=name, protocol=pname) for (name, pname), probs in scores.items()],
+                        ignore_index=True)
+    return summary[["run", "protocol"] + [c for c in summary.columns if c not in ("run", "protocol")]]

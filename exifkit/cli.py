@@ -144,6 +144,38 @@ def cmd_exif_show(args) -> int:
     return status
 
 
+def cmd_course_student(args) -> int:
+    from .config import find_root
+    from .course import write_student
+
+    written = write_student(find_root(), args.out)
+    print(f"{len(written)} files written to {args.out}: solutions replaced by stubs and empty answer cells")
+    return 0
+
+
+def cmd_course_site(args) -> int:
+    from .config import find_root
+    from .course import build_site
+
+    root = find_root()
+    executed = args.executed or root / "results" / args.profile
+    out = args.out or root / "results" / "site" / args.profile
+    index = build_site(executed, out, title=f"exifkit: SDAIE, the {args.profile} profile",
+                       guide=root / "notebooks" / "COURSE.md")
+    print(f"site: {index}")
+    return 0
+
+
+def cmd_course_list(args) -> int:
+    from .config import find_root
+    from .course import exercise_table
+
+    table = exercise_table(find_root())
+    print(table.to_markdown(index=False))
+    print(f"\n{len(table)} exercises: " + ", ".join(f"{n} {k}" for k, n in table["kind"].value_counts().items()))
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from .runner import NotebookFailed, run_notebooks
 
@@ -449,6 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a notebook parameter, e.g. --param steps=50 (JSON values)")
     rep.set_defaults(func=cmd_reproduce)
+
+    course = sub.add_parser("course", help="the course: exercises, student notebooks, a static site")
+    csub = course.add_subparsers(dest="course_command", required=True)
+    csub.add_parser("list", help="every exercise, by notebook and kind").set_defaults(func=cmd_course_list)
+    stu = csub.add_parser("student", help="student notebooks: solutions replaced by stubs and empty answers")
+    stu.add_argument("--out", type=Path, default=Path("results/student"), help="folder (default results/student)")
+    stu.set_defaults(func=cmd_course_student)
+    site = csub.add_parser("site", help="render a profile's executed notebooks as a static HTML site")
+    site.add_argument("--profile", default="extended", choices=available_profiles(),
+                      help="whose executed notebooks (default extended: the committed reference run)")
+    site.add_argument("--executed", type=Path, default=None, help="folder of executed notebooks (default results/<profile>)")
+    site.add_argument("--out", type=Path, default=None, help="site folder (default results/site/<profile>)")
+    site.set_defaults(func=cmd_course_site)
     return parser
 
 
@@ -471,7 +516,7 @@ def main(argv=None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        command = " ".join(v for k in ("command", "action", "binary_command", "bundle_command")
+        command = " ".join(v for k in ("command", "action", "binary_command", "bundle_command", "course_command")
                            if isinstance(v := getattr(args, k, None), str))
         print(f"exifkit {command}: {exc}", file=sys.stderr)
         return 2

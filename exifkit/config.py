@@ -78,6 +78,15 @@ class Profile:
     def oneclass_small_sample_config(self):
         return self.oneclass_config(method="small_sample")
 
+    def oneclass_settings(self) -> dict:
+        """The two one-class settings every table shows side by side: the authors' protocol and ours."""
+        return {"paper": self.oneclass_config(method="gmm"), "small_sample": self.oneclass_small_sample_config()}
+
+    @property
+    def shipped_oneclass(self) -> str:
+        """Which of :meth:`oneclass_settings` the bundle ships."""
+        return self.oneclass_config().method.replace("gmm", "paper")
+
     def binary_config(self, **overrides):
         """Same extractor architecture as the pretext run: the frozen copy is that extractor."""
         from .binary import BinaryConfig

@@ -375,3 +375,95 @@ def default_bundle(root: Path) -> Path:
     checkout lacks it."""
     reference = Path(root) / "results" / "extended" / "bundle"
     return reference if (reference / "bundle.json").is_file() else Path(root) / "results" / "demo" / "bundle"
+
+
+@dataclass
+class Detectors:
+    """What notebook 05 evaluates and ships: an extractor, its one-class detector and the binary runs
+    (the main one first, then its ablation), with the splits and store they are tested on."""
+    extractor: Extractor
+    oneclass: OneClassDetector
+    runs: "BinaryRuns"
+    splits: object
+    store: object
+    vocabularies: dict
+    source: str
+    choice: ExtractorChoice | None = None  # None: the authors' released checkpoints
+
+    @property
+    def official(self) -> bool:
+        return self.choice is None
+
+
+def trained_detectors(profile, store, results_dir: str | Path, source: str | Path | None = None) -> Detectors:
+    """The detectors notebooks 03-04 fitted or trained in ``results_dir`` (or the bundle's, where its
+    binary detectors are evaluated as shipped), on the profile's test suite."""
+    from .binary import shipped_runs, trained_runs
+    from .oneclass import saved_detector
+
+    out = Path(results_dir)
+    choice, splits = evaluation_inputs(profile, store, out, source)
+    gmm_file = saved_detector(out, "pretext", profile.shipped_oneclass)
+    if not gmm_file.exists():
+        raise MissingInputError(f"{gmm_file}: run notebook 03 first (make reproduce does)")
+    runs = (trained_runs(out, profile.binary_config().alpha, choice.extractor) if choice.trains_binary(profile.name)
+            else shipped_runs(choice.detector))
+    vocabularies = choice.vocabularies or (choice.detector.meta.get("vocabularies", {}) if choice.from_bundle else {})
+    return Detectors(choice.extractor, OneClassDetector.load(gmm_file), runs, splits, store, vocabularies,
+                     choice.source, choice)
+
+
+def official_detectors(profile, store, results_dir: str | Path) -> Detectors:
+    """The authors' released checkpoints on their 17 test subsets (the ``paper`` profile, no training).
+    They released no mixture, so the one-class detector is fitted on their one-class training reals."""
+    from .binary import BinaryRuns, from_official
+    from .data.suites import Splits, official_inputs
+    from .model import load_official
+    from .oneclass import extractor_features
+
+    suite, suite_store, reals, reals_store = official_inputs(store, store.cache_dir / "extracted")
+    entry = {e.path: e for e in store.manifest}
+    extractor = load_official(store.path(entry["sdaie/checkpoints/backbone/pretrained.pth"])).extractor
+    binary = from_official(load_official(store.path(entry["sdaie/checkpoints/bc/pretrained.pth"])))
+    train, _, _ = extractor_features(extractor, reals, reals_store, Path(results_dir) / "feature_cache",
+                                     profile.evaluation.get("eval_max_patches"))
+    gmm = OneClassDetector(profile.oneclass_config()).fit(np.stack(list(train.values())))
+    runs = BinaryRuns({"released": binary}, {"released": {"threshold": 0.5}})
+    return Detectors(extractor, gmm, runs, Splits(reals, [], suite, ["progan"]), suite_store, {}, "official")
+
+
+def ship_bundle(det: Detectors, profile, results_dir: str | Path) -> Path:
+    """Save ``det`` as ``results_dir/bundle`` with what the guard rails and the model card read: the
+    one-class detector's accuracies on training-side validation images, the training budget and the sha256
+    of every file the models saw. Released checkpoints ship without any of that (they trained elsewhere)."""
+    from .binary import validation_split
+    from .model.extractor import count_trainable
+    from .modelcard import training_budget
+    from .oneclass import validation_accuracy
+
+    out = Path(results_dir)
+    main = det.runs.main
+    binary, validation = det.runs.models[main], det.runs.thresholds[main]
+    max_patches = profile.evaluation.get("eval_max_patches")
+    if det.official:
+        return save_bundle(out / "bundle", det.extractor, det.oneclass, binary, max_patches=max_patches,
+                           profile=profile.name, manifest_sha256=det.store.manifest.sha256(),
+                           binary_threshold=validation["threshold"])
+    oneclass_validation = None
+    if validation.get("validation_images"):
+        cfg = profile.binary_config()
+        fakes = [s for s in validation_split(det.splits.binary_train, cfg.validation_fraction, cfg.seed)[1] if s.label]
+        oneclass_validation = validation_accuracy(det.oneclass, det.extractor, fakes, det.store, out / "feature_cache",
+                                                  max_patches)
+    choice = det.choice
+    budget = training_budget(out, own_pretext=not choice.from_bundle, trains_binary=choice.trains_binary(profile.name),
+                             binary_run=main, trainable=count_trainable(Extractor(det.extractor.config)),
+                             inherited=(choice.detector.meta.get("budget") or {}) if choice.from_bundle else {})
+    ablation = next(((det.runs.models[n], det.runs.thresholds[n]) for n in det.runs.models if n != main), None)
+    return save_bundle(out / "bundle", det.extractor, det.oneclass, binary, max_patches=max_patches,
+                       vocabularies=det.vocabularies, profile=profile.name, manifest_sha256=det.store.manifest.sha256(),
+                       binary_threshold=validation["threshold"], binary_validation=validation,
+                       binary_alpha=float(main.split("=")[1]), ablation=ablation,
+                       trained_on=det.splits.training_sha256() | choice.trained_on,
+                       extra={"oneclass_validation": oneclass_validation, "budget": budget,
+                              "seen_generators": list(det.splits.seen_generators)})

@@ -140,7 +140,7 @@ def _stream(extractor: Extractor, todo: list[int], decode: Callable[[int], np.nd
             done: Callable[[int, np.ndarray], None], failures: FailureReport, head, batch_patches: int,
             prefetch: int, progress: bool) -> None:
     """Decode (in the background), encode, aggregate; failures to decode are reported, not raised."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     reference = extractor.mode == "reference"
     stream = _PatchStream(extractor, head, batch_patches, done)

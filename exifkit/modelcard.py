@@ -135,3 +135,33 @@ def model_card(*, profile: str, bundle_meta: dict, composition: pd.DataFrame, bu
         lines += ["## Caveats", ""] + [f"- {n}" for n in notes] + [""]
     lines += ["## Must not be used for", ""] + [f"- {n}" for n in NOT_FOR] + [""]
     return "\n".join(lines)
+
+
+def write_model_card(bundle: Path, profile, det, tables_dir: Path) -> str:
+    """The model card of a bundle :func:`exifkit.detect.ship_bundle` wrote, from the tables notebooks 03-05
+    saved in ``tables_dir``; written to ``bundle/MODEL_CARD.md`` and returned."""
+    import json
+
+    def table(name):
+        return pd.read_csv(Path(tables_dir) / f"{name}.csv")
+
+    main = det.runs.main
+    run = main.replace("=", "")
+    seen_unseen = table("binary_seen_unseen")
+    notes = [f"Scale: {profile.description} The paper pretrains on up to 900,000 photos on 8 GPUs; "
+             "these numbers follow its protocol at a few-hundred-photo scale and are not the paper's."]
+    choice = det.choice
+    if choice.from_bundle and not choice.trains_binary(profile.name):
+        notes.append(f"The extractor and the binary detector come from {choice.source} (trained on its own "
+                     "profile; see that bundle's model card); the training table above is this profile's, where "
+                     "only the one-class detector was fitted. Test images exclude every file those models trained on.")
+    meta = json.loads((Path(bundle) / "bundle.json").read_text())
+    card = model_card(profile=profile.name, bundle_meta=meta, composition=det.splits.composition(),
+                      budget=meta.get("budget") or {},
+                      binary_aligned=table(f"binary_{run}_aligned_jpeg95"), binary_raw=table(f"binary_{run}_raw"),
+                      seen_unseen=seen_unseen[seen_unseen["run"] == main],
+                      oneclass_summary=table("oneclass_summary"),
+                      oneclass_aligned=table(f"oneclass_pretext_{profile.shipped_oneclass}_aligned_jpeg95"),
+                      notes=notes)
+    (Path(bundle) / "MODEL_CARD.md").write_text(card)
+    return card

@@ -316,3 +316,82 @@ def evaluate_oneclass(extractor, splits, store, cache_root: Path, settings: dict
                                 columns=("acc", "real_acc", "fake_acc", "ap", "ap_real_positive", "auc", "tpr@5%fpr"))
             runs[pname, sname] = OneClassRun(det, scores, table, diagnose(len(x), x.shape[1], config))
     return runs
+
+
+def saved_detector(out: Path, extractor_name: str, setting: str, protocol: str = "raw") -> Path:
+    """Where :func:`evaluate_and_save` keeps a fitted detector (the raw view at the top of ``oneclass/``)."""
+    base = Path(out) / "oneclass"
+    return (base if protocol == "raw" else base / protocol) / f"{extractor_name}_{setting}.json"
+
+
+def evaluate_and_save(extractor, splits, store, out: Path, settings: dict[str, OneClassConfig], extractor_name: str,
+                      *, protocols: dict, max_patches: int | None, bootstrap: int = 0, seed: int = 0,
+                      progress: bool = True) -> dict[tuple[str, str], OneClassRun]:
+    """:func:`evaluate_oneclass` on ``out/feature_cache``, with every detector saved where notebook 05 and
+    the bundle read it (:func:`saved_detector`) and every table as ``oneclass_NAME_SETTING_PROTOCOL``."""
+    from .report import save_table
+
+    runs = evaluate_oneclass(extractor.eval(), splits, store, Path(out) / "feature_cache", settings,
+                             protocols=protocols, max_patches=max_patches, bootstrap=bootstrap, seed=seed,
+                             progress=progress)
+    for (pname, sname), run in runs.items():
+        run.detector.save(saved_detector(out, extractor_name, sname, pname))
+        save_table(run.table.round(4), Path(out) / "tables", f"oneclass_{extractor_name}_{sname}_{pname}")
+    return runs
+
+
+def describe_runs(runs: dict[tuple[str, str], OneClassRun]) -> list[str]:
+    """One line per (protocol, setting): its threshold and where it came from, then any degeneracy warning."""
+    lines, warnings = [], []
+    for (pname, sname), run in runs.items():
+        d = run.detector
+        chosen = f", density chosen on held-out reals: {d.density}" if sname == "small_sample" else ""
+        lines.append(f"{pname:>15} {sname:>12}: threshold {d.threshold:.1f} from "
+                     f"{d.n_calibration or d.n_train} reals{chosen}")
+        if run.warning and pname == "raw":
+            warnings.append(f"Warning ({sname}): {run.warning}")
+    return lines + warnings
+
+
+def mean_summary(runs_by_extractor: dict[str, dict], columns=("acc", "real_acc", "fake_acc", "ap", "auc")):
+    """The mean row of every table, one row per (extractor, setting, protocol)."""
+    import pandas as pd
+
+    rows = []
+    for name, runs in runs_by_extractor.items():
+        for (pname, sname), run in runs.items():
+            mean = run.table[run.table["generator"] == "mean"].iloc[0]
+            rows.append({"extractor": name, "setting": sname, "protocol": pname, **{c: mean[c] for c in columns}})
+    return pd.DataFrame(rows)
+
+
+def component_sweep(extractor, splits, store, cache_root: Path, components, *, max_patches: int | None,
+                    config: OneClassConfig | None = None, protocol=None):
+    """The authors' mixture with each number of ``components`` on the training reals' features (read from
+    the cache the evaluation filled): the share of training reals and of *test* reals above the threshold,
+    and ROC-AUC over the whole test suite. Shows what memorising the training reals does."""
+    import warnings
+
+    import pandas as pd
+
+    from .metrics import roc_auc
+
+    config = config or OneClassConfig()
+    train, _, _ = extractor_features(extractor.eval(), splits.oneclass_train, store, cache_root, max_patches, False,
+                                     protocol)
+    test, _, _ = extractor_features(extractor, splits.suite.samples(), store, cache_root, max_patches, False, protocol)
+    x = np.stack(list(train.values()))
+    samples = [s for s in splits.suite.samples() if s.key in test]
+    labels = np.array([s.label for s in samples])
+    test_x = np.stack([test[s.key] for s in samples])
+    rows = []
+    for k in components:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DegenerateMixtureWarning)
+            det = OneClassDetector(OneClassConfig(**{**asdict(config), "method": "gmm", "n_components": int(k)})).fit(x)
+        loglik = det.score(test_x)
+        rows.append({"components": int(k), "train reals above threshold": float(np.mean(det.score(x) > det.threshold)),
+                     "test reals above threshold": float(np.mean(loglik[labels == 0] > det.threshold)),
+                     "test fakes below threshold": float(np.mean(loglik[labels == 1] <= det.threshold)),
+                     "auc": roc_auc(labels, -loglik)})
+    return pd.DataFrame(rows)

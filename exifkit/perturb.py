@@ -63,14 +63,17 @@ class Protocol:
         return image
 
 
+def make_protocol(pid: str, spec: dict, where: str = "protocol") -> Protocol:
+    """A protocol from a table laid out as in ``protocols.toml`` (``version``, ``steps``, optional
+    ``description`` and ``aligned``): how a notebook tries one that is not in the file."""
+    steps = tuple(Step(s["op"], tuple(sorted((k, v) for k, v in s.items() if k != "op"))) for s in spec["steps"])
+    for s in steps:
+        if s.op not in ("jpeg", "blur", "resize", "center_crop"):
+            raise SettingError(f"{where}: protocol {pid}: unknown operation {s.op!r}")
+    return Protocol(pid, int(spec["version"]), spec.get("description", ""), steps, bool(spec.get("aligned")))
+
+
 def load_protocols(path: str | Path = PROTOCOL_FILE) -> dict[str, Protocol]:
     with Path(path).open("rb") as fh:
         raw = tomllib.load(fh)
-    out = {}
-    for pid, spec in raw.items():
-        steps = tuple(Step(s["op"], tuple(sorted((k, v) for k, v in s.items() if k != "op"))) for s in spec["steps"])
-        for s in steps:
-            if s.op not in ("jpeg", "blur", "resize", "center_crop"):
-                raise SettingError(f"{path}: protocol {pid}: unknown operation {s.op!r}")
-        out[pid] = Protocol(pid, int(spec["version"]), spec.get("description", ""), steps, bool(spec.get("aligned")))
-    return out
+    return {pid: make_protocol(pid, spec, str(path)) for pid, spec in raw.items()}

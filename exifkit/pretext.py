@@ -255,7 +255,7 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
     ``checkpoint_every`` steps.
     With ``validation`` photos, scores them every ``validate_every`` steps (``validation.csv``) and keeps
     the best step's weights in ``best.pt``."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     out = Path(out_dir)
     device, ctx = setup_run(config.device, config.seed)

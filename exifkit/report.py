@@ -152,13 +152,12 @@ def srm_residual_figure(image: np.ndarray, size: int = 128):
     extractor sees: the scene is gone, edges and noise remain."""
     import torch
 
-    from .model.srm import srm_kernels
+    from .model.srm import FAMILY_START, srm_kernels
 
     h, w = image.shape[:2]
     crop = image[(h - min(h, size)) // 2:, (w - min(w, size)) // 2:][:size, :size]
     kernels = srm_kernels()
-    families = {"1st order": 0, "2nd order": 8, "3rd order": 12, "EDGE3x3": 20, "EDGE5x5": 24,
-                "SQUARE3x3": 28, "SQUARE5x5": 29}
+    families = FAMILY_START
     green = torch.tensor(crop[..., 1], dtype=torch.float32)[None, None] / 255.0
     weight = torch.tensor(kernels[list(families.values())], dtype=torch.float32)[:, None]
     residuals = torch.nn.functional.conv2d(green, weight, padding=2)[0].numpy()

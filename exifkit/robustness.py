@@ -56,3 +56,86 @@ def pivot(long: pd.DataFrame, metric: str, detector: str) -> pd.DataFrame:
     gens = list(dict.fromkeys(sub["generator"]))
     table = sub.pivot(index="generator", columns="protocol", values=metric).reindex(index=gens, columns=order)
     return table.reset_index()
+
+
+# which protocols form a curve, and where each sits on its axis (raw = no perturbation)
+FAMILIES = {
+    "JPEG (quality 100 = raw)": [("raw", 100), ("jpeg95", 95), ("jpeg90", 90), ("jpeg80", 80), ("jpeg70", 70),
+                                 ("jpeg60", 60)],
+    "Gaussian blur (sigma)": [("raw", 0), ("blur0.5", 0.5), ("blur1.0", 1.0), ("blur2.0", 2.0), ("blur3.0", 3.0)],
+    "resize (scale)": [("down0.5", 0.5), ("down0.75", 0.75), ("raw", 1.0), ("up1.5", 1.5)],
+}
+
+
+def families(protocol_ids) -> dict[str, list[tuple[str, float]]]:
+    """:data:`FAMILIES` limited to the protocols that were run."""
+    ran = set(protocol_ids)
+    return {name: [(p, x) for p, x in points if p in ran] for name, points in FAMILIES.items()}
+
+
+def mean_metric(long: pd.DataFrame, detector: str, protocol: str, metric: str = "ap") -> float:
+    """The mean-over-generators ``metric`` of one detector under one protocol (NaN if it was not run)."""
+    row = long[(long["detector"] == detector) & (long["protocol"] == protocol) & (long["generator"] == "mean")]
+    return float(row[metric].iloc[0]) if len(row) else float("nan")
+
+
+def format_gap(long: pd.DataFrame, detector: str, aligned: str = "aligned_jpeg95") -> pd.DataFrame:
+    """Per generator, raw against format-aligned accuracy, AP and AUC, and how much AP the raw files added:
+    what a detector owed to file format and size rather than pixels."""
+    def rows(protocol):
+        return long[(long["protocol"] == protocol) & (long["detector"] == detector)].reset_index(drop=True)
+
+    raw, al = rows("raw"), rows(aligned)
+    gap = raw[["generator", "seen", "reals", "fakes"]].copy()
+    for metric in ("acc", "ap", "auc"):
+        gap[f"{metric} raw"], gap[f"{metric} {aligned}"] = raw[metric], al[metric]
+    gap["ap gap"] = gap["ap raw"] - gap[f"ap {aligned}"]
+    return gap
+
+
+def seen_unseen_by_protocol(long: pd.DataFrame, detector: str = "binary") -> pd.DataFrame:
+    """Mean accuracy, AP and AUC over the seen and over the unseen generators, per protocol."""
+    rows = long[(long["detector"] == detector) & (long["generator"] != "mean")]
+    return (rows.assign(group=rows["seen"].map({True: "seen", False: "unseen"}))
+            .groupby(["protocol", "group"], sort=False)[["acc", "ap", "auc"]].mean().reset_index())
+
+
+def mean_rows(frames: dict[str, pd.DataFrame], protocols=("raw", "aligned_jpeg95")) -> pd.DataFrame:
+    """The mean rows of several long tables (label -> rows of one detector), one row per (label, protocol)."""
+    out = []
+    for label, frame in frames.items():
+        for pid in protocols:
+            row = frame[(frame["protocol"] == pid) & (frame["generator"] == "mean")]
+            if len(row):
+                out.append({"run": label, "protocol": pid, **row[["acc", "ap", "auc"]].iloc[0].to_dict()})
+    return pd.DataFrame(out)
+
+
+def protocol_summary(long: pd.DataFrame, protocol_ids, detectors=("one-class GMM", "binary")) -> str:
+    """A Markdown list: each detector's mean AP on the raw files, then under every other protocol."""
+    lines = []
+    for detector in detectors:
+        parts = [f"{p} {mean_metric(long, detector, p):.3f}" for p in protocol_ids if p != "raw"]
+        lines.append(f"- **{detector}**: mean AP raw {mean_metric(long, detector, 'raw'):.3f}; " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def ablation_means(long: pd.DataFrame, det, results_dir: Path, setting: str, protocols: list[Protocol], *,
+                   seed: int, max_patches: int | None) -> pd.DataFrame:
+    """Mean rows of the main detectors (from ``long``) beside their ablations under ``protocols``: the
+    one-class detector on a random extractor (fitted by notebook 03 as ``random_SETTING``) and the
+    binary run with alpha = 0 (``det`` is a :class:`exifkit.detect.Detectors`)."""
+    from .model.extractor import random_extractor
+    from .oneclass import OneClassDetector, saved_detector
+
+    cache = Path(results_dir) / "feature_cache"
+    random_oc, _ = evaluate_protocols(protocols, det.splits.suite, det.store, cache,
+                                      extractor=random_extractor(det.extractor.config, seed),
+                                      oneclass=OneClassDetector.load(saved_detector(results_dir, "random", setting)),
+                                      max_patches=max_patches)
+    alpha0, _ = evaluate_protocols(protocols, det.splits.suite, det.store, cache, binary=det.runs.models["alpha=0"],
+                                   binary_threshold=det.runs.thresholds["alpha=0"]["threshold"], max_patches=max_patches)
+    return mean_rows({"one-class, pretext extractor": long[long["detector"] == "one-class GMM"],
+                      "one-class, random extractor": random_oc,
+                      f"binary, {det.runs.main}": long[long["detector"] == "binary"],
+                      "binary, alpha=0": alpha0}, [p.id for p in protocols])

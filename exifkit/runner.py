@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .config import Profile
 from .errors import MissingInputError
+from .progress import bars_disabled
 
 PROVENANCE_PACKAGES = ("exifkit", "torch", "torchvision", "numpy", "pillow", "piexif", "scikit-learn",
                        "pandas", "seaborn", "matplotlib", "papermill", "jupytext", "pooch")
@@ -121,8 +122,9 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
         if progress:
             print(f"[exifkit] running {src.name} (profile {profile.name})", flush=True)
         try:
-            pm.execute_notebook(str(staged), str(executed), parameters=params, kernel_name=kernel,
-                                cwd=str(root), progress_bar=False, log_output=False)
+            with bars_disabled():
+                pm.execute_notebook(str(staged), str(executed), parameters=params, kernel_name=kernel,
+                                    cwd=str(root), progress_bar=False, log_output=False)
             result.records.append(RunRecord(src.stem, executed, time.perf_counter() - t0))
         except Exception as exc:  # papermill raises its own error type; keep the cause readable
             message = _failure_message(src.stem, exc, executed)

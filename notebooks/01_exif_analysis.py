@@ -27,6 +27,18 @@
 #   ordering signal, and the authors' code labels ties as "first >= second", i.e. 1.
 #
 # This notebook measures all three on the profile's camera photos and writes the **EXIF card**.
+#
+# > **Learning objectives.** After this notebook you can name the 14 pretext targets and how each is
+# > turned into a label; judge from coverage, class balance and tie share whether a tag can teach the
+# > network anything; and explain why detection at test time never reads EXIF.
+# >
+# > **Prerequisites.** Notebook 00 (the data). What EXIF is: the metadata block a camera writes into
+# > a JPEG (make, model, exposure settings).
+# >
+# > **Run time.** About 15 s on two CPU cores for the demo profile, about 15 s for `extended`.
+# >
+# > **Exercises.** 1.1 (coding) the authors' pair labels; 1.2 (predict) what rounding does to the
+# > informative pairs; 1.3 (concept) why the Orientation tag is not applied.
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -85,12 +97,10 @@ display(Markdown(card_markdown(card)))
 # network to recognise the maker, not the setting.
 
 # %%
-makes = [v["Make"] or "(none)" for v in labels.values]
-keep = pd.Series(makes).value_counts().head(top_makes).index
-mask = [m in set(keep) for m in makes]
-sub = type(labels)([p for p, k in zip(labels.paths, mask) if k], labels.vocabularies,
-                   labels.categorical[mask], labels.ranked[mask], [v for v, k in zip(labels.values, mask) if k])
-cov = coverage_frame(sub, [m for m, k in zip(makes, mask) if k])[list(keep)]
+makes = labels.makes()
+keep = list(pd.Series(makes).value_counts().head(top_makes).index)
+frequent = labels.subset([m in keep for m in makes])
+cov = coverage_frame(frequent, frequent.makes())[keep]
 save_figure(coverage_heatmap(cov, f"Tag coverage for the {len(keep)} most frequent makes"), out / "figures", "tag_coverage")
 
 # %% [markdown]
@@ -107,15 +117,81 @@ save_figure(categorical_distributions(labels), out / "figures", "categorical_tag
 
 # %% [markdown]
 # ## Ranked tags
-# Log axes: exposure time and ISO span several decades. Clusters at round values (ISO 100, f/2.8)
-# are where ties come from.
+# Log axes: exposure time and ISO span several decades. Look for clusters at round values (ISO 100,
+# f/2.8): they are where ties come from.
 
 # %%
 save_figure(ranked_distributions(labels), out / "figures", "ranked_tags")
 
 # %% [markdown]
+# ### Exercise 1.1 (coding): the authors' pair labels
+# For a ranked tag, a training pair (a, b) gets the target 1 when value(a) >= value(b) and 0 otherwise;
+# a pair where either value is missing (NaN) is masked out of the loss. Complete `pair_targets` for
+# arrays of values: 1.0 or 0.0 per pair, NaN where either value is missing. Note what the rule does
+# to ties.
+
+# %% tags=["solution"]
+import numpy as np
+
+
+def pair_targets(first, second):
+    """Per pair: 1.0 if first >= second, 0.0 if first < second, NaN if either is missing."""
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    # BEGIN SOLUTION
+    targets = (first >= second).astype(float)
+    targets[np.isnan(first) | np.isnan(second)] = np.nan
+    return targets
+    # END SOLUTION
+
+
+# %% tags=["check"]
+import numpy as np
+import torch
+
+from exifkit.pretext import ranking_loss
+
+got = pair_targets([1.0, 2.0, 2.0, np.nan, 5.0], [2.0, 1.0, 2.0, 3.0, np.nan])
+np.testing.assert_array_equal(got, [0.0, 1.0, 1.0, np.nan, np.nan])
+# the kit's ranking loss with scores that say "first is larger" with certainty is near zero exactly
+# where your target is 1, and large where it is 0
+rng = np.random.default_rng(0)
+a, b = rng.integers(0, 4, 200).astype(float), rng.integers(0, 4, 200).astype(float)
+a[rng.random(200) < 0.1] = np.nan
+targets = pair_targets(a, b)
+for i in range(200):
+    loss = float(ranking_loss(torch.tensor([8.0]), torch.tensor([0.0]), torch.tensor([a[i]]), torch.tensor([b[i]])))
+    assert (loss == 0.0) if np.isnan(targets[i]) else ((loss < 1e-6) == (targets[i] == 1.0)), (a[i], b[i])
+print("pair_targets follows the authors' tie rule")
+
+# %% [markdown]
+# ### Exercise 1.2 (predict): how much does rounding cost?
+# Many cameras write FocalLength with one decimal, and zoom lenses sit at round values. Before you run
+# the cell below, write down what you expect: if every focal length is rounded to the nearest 10 mm,
+# does the share of informative pairs (both known, different) fall a little, fall by half, or not at
+# all? And what happens to the share of pairs labelled 1?
+
+# %%
+from exifkit.exif.schema import informative_pair_share, pair_label_balance
+
+focal = [v["FocalLength"] for v in labels.values]
+for step_mm in (None, 1, 10, 50):
+    values = focal if step_mm is None else [None if f is None else round(f / step_mm) * step_mm for f in focal]
+    balance = pair_label_balance(values)
+    print(f"rounded to {step_mm or 'as stored':>9} mm: informative pairs {informative_pair_share(values):.3f}, "
+          f"labelled 1 {balance['label1_share']:.3f}, ties {balance['tie_share']:.3f}")
+
+# %% [markdown] tags=["solution"]
+# *What happens.* Coarser values mean more ties, and every tie is a pair that teaches no order. The
+# informative share falls and the share labelled 1 rises above 0.5, because the authors' rule labels a
+# tie 1. On the demo photos rounding to 1 mm costs a few points of informative pairs, rounding to 10 mm
+# about a third of them, and at 50 mm most pairs are ties and the labels are mostly 1. The lesson for
+# the pretext task: a ranked tag is only as informative as its
+# values are diverse, and a tie-heavy tag mainly teaches the network to answer "first >= second".
+
+# %% [markdown]
 # ## Makes and models
-# The camera population is skewed; the pretext task will be better at the makers it sees most.
+# The camera population is skewed; the pretext task will be better at the makers it sees most. Look for
+# how many makes and models have only one or two photos: for the Make and Model heads they are `other`.
 
 # %%
 save_figure(top_counts(makes, 20, "Photos per make"), out / "figures", "makes")
@@ -127,6 +203,7 @@ save_figure(top_counts([f"{v['Make']} {v['Model']}" for v in labels.values if v[
 # For random pairs of photos: the share that is informative (both present, different), and, among
 # pairs with both values, the share labelled 1 under the authors' tie rule. Without ties it would be
 # 0.5; every tie pushes it up, so a tag with many ties teaches "first >= second" rather than an order.
+# Look for tags whose informative share is low and whose label-1 share is far above 0.5.
 
 # %%
 balance = pair_balance_frame(card)
@@ -148,3 +225,18 @@ has_exif = pd.DataFrame({"label": [e.label for e in everything], "kind": [e.kind
 exif_share = has_exif.groupby(["label", "kind"]).mean().round(3).reset_index()
 save_table(exif_share, out / "tables", "exif_presence")
 display(exif_share)
+
+# %% [markdown]
+# ### Exercise 1.3 (concept): why is the Orientation tag not applied?
+# Most image viewers rotate a photo according to its EXIF Orientation tag. The kit's loader does not:
+# it returns the pixels in the layout the camera stored them. Why is that the right choice for this
+# method, and what would go wrong if half of the training photos were rotated by 90 degrees on loading?
+
+# %% [markdown] tags=["solution"]
+# *Model answer.* The traces the extractor learns are tied to the sensor's pixel grid: the colour filter
+# array and demosaicing pattern, row and column noise, and the 8x8 JPEG block grid, all aligned with
+# the stored layout. Rotating a photo moves those patterns to other axes (the Bayer pattern's phase, the
+# direction of row noise), so two photos from the same camera would look like two different cameras
+# depending on how it was held. Rotating half of them would make the labels noisier and hide the very
+# regularities the pretext task should find. Orientation is also a property of how the photo was held,
+# not of the camera, so it carries no camera trace at all.

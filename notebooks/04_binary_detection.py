@@ -41,6 +41,19 @@
 # paper's network, started from the reference pretext weights and trained for an hour on the extended
 # collection. They are scored only on demo test images they never trained on (by sha256). Set
 # `extractor = "pretext"` to train both detectors here instead, against notebook 02's network.
+#
+# > **Learning objectives.** After this notebook you can write the regularised loss; explain why the
+# > threshold is set on validation images and never on the test suite; separate what a detector learnt
+# > about generated content from what it learnt about file formats; and read seen against unseen results.
+# >
+# > **Prerequisites.** Notebooks 02 and 03. Binary classification, ROC curves, train/validation/test
+# > splits.
+# >
+# > **Run time.** About 2 minutes on two CPU cores for the demo profile with the reference detectors
+# > (nothing trains); about 5 minutes with `extractor = "pretext"`, which trains both detectors here.
+# >
+# > **Exercises.** 4.1 (coding) the regularised loss; 4.2 (predict) switching the format alignment off;
+# > 4.3 (concept) why the threshold comes from validation images.
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -53,17 +66,17 @@ official_checkpoint = None  # path to the authors' bc/pretrained.pth to evaluate
 extractor = None  # None: the profile's choice; "pretext" (notebook 02's network), "reference", or a bundle folder
 
 # %%
-import json
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from exifkit.binary import (aligned_validation, fake_probabilities, from_official, load_binary, train_binary,
-                            training_data, validation_threshold)
+from exifkit.binary import (evaluate_runs, fake_probabilities, from_official, seen_unseen_summary, shipped_runs,
+                            train_runs)
 from exifkit.config import data_store, load_profile
 from exifkit.detect import evaluation_inputs
-from exifkit.metrics import seen_unseen_means, suite_table
+from exifkit.metrics import suite_table
 from exifkit.model import load_official
 from exifkit.perturb import load_protocols
 from exifkit.report import binary_training_figure, roc_figure, save_figure, save_table, side_by_side
@@ -74,12 +87,12 @@ store = data_store(prof, mirrors=mirrors)
 choice, splits = evaluation_inputs(prof, store, out, extractor)  # "seen": seen by the detectors evaluated
 train_here = choice.trains_binary(prof.name)
 config = prof.binary_config(seed=seed, **({"steps": steps} if steps else {}))
-if train_here and choice.extractor.config != config.extractor:
-    config = type(config)(**{**config.__dict__, "extractor": choice.extractor.config})
-frozen = choice.extractor
-print(f"extractor: {choice.source}; binary detectors: {'trained here' if train_here else 'as shipped in the bundle'}")
+if train_here:
+    config = dataclasses.replace(config, extractor=choice.extractor.config)
 aligned = load_protocols()["aligned_jpeg95"]
 protocols = {"raw": None, "aligned_jpeg95": aligned}
+bootstrap = prof.evaluation.get("bootstrap", 0)
+print(f"extractor: {choice.source}; binary detectors: {'trained here' if train_here else 'as shipped in the bundle'}")
 print("seen in training:", ", ".join(splits.seen_generators))
 print("unseen:", ", ".join(p.generator for p in splits.suite.pairs if not p.seen_in_training))
 display(splits.composition().query("set != 'one-class training'"))
@@ -93,54 +106,62 @@ display(splits.composition().query("set != 'one-class training'"))
 # and their validation thresholds are read from the bundle.
 
 # %%
-bootstrap = prof.evaluation.get("bootstrap", 0)
-runs, tables, thresholds, scores, models = {}, {}, {}, {}, {}
-if train_here:
-    images, labels, failures, validation = training_data(config, splits, store)
-    held, held_failures = aligned_validation(config, validation, store)
-    for report in (failures, held_failures):
-        if report:
-            print(report.to_markdown())
-    print(f"{len(images)} training images ({int(labels.sum())} fake), {len(validation)} kept for validation")
-    for alpha in (config.alpha, 0.0):
-        name = f"alpha={alpha:g}"
-        run_dir = out / "binary" / name
-        cfg = type(config)(**{**config.__dict__, "alpha": alpha})
-        result = train_binary(cfg, frozen, images, labels, run_dir, resume=resume, validation=held)
-        print(f"{name}: {result.seconds:.0f} s, {result.images_per_second:.1f} images/s, kept {result.checkpoint.name}")
-        models[name] = load_binary(result.checkpoint, cfg.extractor, frozen)
-        if validation:
-            thresholds[name] = validation_threshold(models[name], validation, store, out / "feature_cache",
-                                                    cfg.eval_max_patches, aligned)
-        else:
-            thresholds[name] = {"threshold": 0.5, "validation_images": 0}
-        (run_dir / "threshold.json").write_text(json.dumps(thresholds[name], indent=2) + "\n")
-        runs[name] = pd.read_csv(result.metrics)
-else:
-    for name, (models[name], thresholds[name]) in choice.detector.shipped_binaries().items():
-        log = Path(choice.source).parent / "binary" / name / "metrics.csv"  # the reference run's layout
-        if log.exists():
-            runs[name] = pd.read_csv(log)
-for name, model in models.items():
-    for pname, protocol in protocols.items():
-        probs, test_failures = fake_probabilities(model, splits.suite.samples(), store, out / "feature_cache",
-                                                  config.eval_max_patches, protocol=protocol)
-        if test_failures:
-            print(test_failures.to_markdown())
-        scores[name, pname] = probs
-        tables[name, pname] = suite_table(splits.suite, probs, thresholds[name]["threshold"], bootstrap, seed)
-        save_table(tables[name, pname].round(4), out / "tables", f"binary_{name.replace('=', '')}_{pname}")
-display(pd.DataFrame(thresholds).T.round(3))
+runs = (train_runs(config, choice.extractor, splits, store, out, resume=resume, protocol=aligned) if train_here
+        else shipped_runs(choice.detector))
+tables, scores = evaluate_runs(runs, splits.suite, store, out / "feature_cache", protocols,
+                               max_patches=config.eval_max_patches, bootstrap=bootstrap, seed=seed,
+                               tables_dir=out / "tables")
+display(pd.DataFrame(runs.thresholds).T.round(3))
+
+# %% [markdown]
+# ### Exercise 4.1 (coding): the regularised loss
+# The trainable extractor and the frozen pretext extractor both produce five stage outputs for a batch:
+# four feature maps and the per-patch covariance vectors. Complete `regularised_loss`: the
+# cross-entropy of the classifier's two logits, plus alpha times the *sum over stages* of the mean
+# squared difference between the two networks at that stage.
+
+# %% tags=["solution"]
+import torch
+import torch.nn.functional as F
+
+
+def regularised_loss(logits, labels, trainable_stages, frozen_stages, alpha):
+    """Cross-entropy + alpha * sum over stages of the MSE between trainable and frozen outputs."""
+    # BEGIN SOLUTION
+    reg = sum(F.mse_loss(a, b) for a, b in zip(trainable_stages, frozen_stages))
+    return F.cross_entropy(logits, labels) + alpha * reg
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from types import SimpleNamespace
+
+import torch
+
+from exifkit.binary import binary_loss
+
+g = torch.Generator().manual_seed(0)
+shapes = [(4, 8, 16, 16), (4, 16, 8, 8), (4, 32, 4, 4), (4, 64, 2, 2), (4, 16, 528)]
+mine = [torch.randn(s, generator=g) for s in shapes]
+ref = [torch.randn(s, generator=g) for s in shapes]
+logits, labels = torch.randn(4, 2, generator=g), torch.tensor([0, 1, 1, 0])
+for alpha in (0.0, 0.05, 1.0):
+    kit, *_ = binary_loss(logits, labels, SimpleNamespace(stages=mine[:4], patch_vectors=mine[4]),
+                          SimpleNamespace(stages=ref[:4], patch_vectors=ref[4]), alpha)
+    assert torch.allclose(regularised_loss(logits, labels, mine, ref, alpha), kit), alpha
+print("regularised_loss matches the kit's binary loss")
 
 # %% [markdown]
 # ## Training curves and what the regulariser does
 # The right panel is the distance between the trainable and the frozen extractor. With alpha = 0 the
 # trainable network (which starts from random weights) has no reason to come near the frozen one;
-# with alpha = 0.05 the distance is pushed down, most visibly for the covariance vectors.
+# with alpha = 0.05 the distance is pushed down, most visibly for the covariance vectors. Look for
+# whether the training loss keeps falling while the validation AUC has stopped rising: that is where
+# the kept step comes from.
 
 # %%
-if runs:
-    save_figure(binary_training_figure(runs), out / "figures", "binary_training")
+if runs.logs:
+    save_figure(binary_training_figure(runs.logs), out / "figures", "binary_training")
 else:
     print("no training logs next to the bundle: nothing trained here, so no curves to show")
 
@@ -149,24 +170,60 @@ else:
 # Read the `seen` column first: high accuracy on seen generators only shows the detector fits its
 # training distribution. Generalisation is the unseen rows. The format-aligned tables are the ones to
 # trust; the raw ones show what reading the file container would add. The ablation columns say whether
-# the regulariser helped on this data.
+# the regulariser helped on this data. In the ROC figure, look for the dashed (unseen) curves: how far
+# they sit from the diagonal is the generalisation the paper is about.
 
 # %%
-main_name = next(iter(models))  # the regularised detector; "alpha=0" is the ablation
+main_name = runs.main  # the regularised detector; "alpha=0" is the ablation
 for pname in protocols:
-    display(Markdown(f"**{main_name}, {pname}** (threshold {thresholds[main_name]['threshold']:.3f}, set on validation)"))
+    display(Markdown(f"**{main_name}, {pname}** (threshold {runs.thresholds[main_name]['threshold']:.3f}, set on validation)"))
     display(tables[main_name, pname].round(3))
-comparison = side_by_side({main_name: tables[main_name, "aligned_jpeg95"], "alpha=0": tables["alpha=0", "aligned_jpeg95"]},
-                          ("acc", "ap", "auc"))
+comparison = side_by_side({name: tables[name, "aligned_jpeg95"] for name in runs.models}, ("acc", "ap", "auc"))
 save_table(comparison.round(4), out / "tables", "binary_ablation")
 display(comparison.round(3))
-summary = pd.concat([seen_unseen_means(splits.suite, probs, thresholds[name]["threshold"], bootstrap, seed)
-                     .assign(run=name, protocol=pname) for (name, pname), probs in scores.items()], ignore_index=True)
-summary = summary[["run", "protocol"] + [c for c in summary.columns if c not in ("run", "protocol")]]
+summary = seen_unseen_summary(splits.suite, runs, scores, bootstrap, seed)
 save_table(summary.round(4), out / "tables", "binary_seen_unseen")
 display(summary.round(3))
 save_figure(roc_figure(splits.suite, scores[main_name, "aligned_jpeg95"],
                        f"Binary detector, {main_name}, format-aligned (dashed: unseen)"), out / "figures", "binary_roc")
+
+# %% [markdown]
+# ### Exercise 4.2 (predict): the format alignment switched off
+# The tables above come in two views: the raw files, and every image centre-cropped and re-encoded as
+# JPEG 95. Before running the cell, predict which generators lose the most AUC when the alignment is
+# switched *on* (equivalently, gain when it is switched off), and why. Think about their file formats
+# in the suite table near the top of notebook 03.
+
+# %%
+gap = pd.DataFrame({"generator": tables[main_name, "raw"]["generator"], "seen": tables[main_name, "raw"]["seen"],
+                    "auc raw": tables[main_name, "raw"]["auc"],
+                    "auc aligned": tables[main_name, "aligned_jpeg95"]["auc"]})
+gap["raw - aligned"] = gap["auc raw"] - gap["auc aligned"]
+display(gap.sort_values("raw - aligned", ascending=False).round(3))
+
+# %% [markdown] tags=["solution"]
+# *What to look for.* This detector was trained format-aligned (both classes cropped and re-encoded at
+# random JPEG qualities), so it has little reason to read the container, and the gaps are small, of
+# either sign, and mostly inside the bootstrap intervals. Where a gap is large, look at the formats:
+# generators stored as PNG or WebP next to JPEG reals are where raw files still carry a format or size
+# signal (image size and the absence of earlier JPEG compression survive until the alignment crops and
+# re-encodes). A detector trained on raw files would show large positive gaps exactly there: that is the
+# shortcut notebook 05 measures for every protocol.
+
+# %% [markdown]
+# ### Exercise 4.3 (concept): why a validation threshold?
+# The threshold on P(fake) is the balanced-accuracy optimum on the *validation* images, set aside from
+# the training side. A classmate proposes to pick it on the test suite instead, "since that is what we
+# report anyway". What would change in the tables, and why is it not allowed?
+
+# %% [markdown] tags=["solution"]
+# *Model answer.* Accuracy, real accuracy and fake accuracy would all rise, because the threshold would
+# be fitted to the very images it is scored on; with 10 to 40 fakes per generator the optimum adapts to
+# noise, so the reported accuracy overstates what the detector would do on new images. AUC and AP would
+# not change (they do not use the threshold), which is a useful check. The test suite has to stay
+# unseen by every choice, including thresholds, steps and hyper-parameters; otherwise it is a second
+# validation set and no longer estimates performance on new data. For the same reason the training step
+# kept (`best.pt`) is chosen on validation images only.
 
 # %% [markdown]
 # ## The authors' released detector

@@ -89,3 +89,57 @@ def test_float32_features_are_fitted_in_float64(features):
     det = OneClassDetector().fit(train.astype(np.float32))
     assert det.gmm.means_.dtype == np.float64
     np.testing.assert_allclose(det.score(test.astype(np.float32)), OneClassDetector().fit(train).score(test), rtol=1e-4)
+
+
+def _split_of(reals, fakes):
+    """Splits, a suite and precomputed features standing in for an extractor's cached ones."""
+    from types import SimpleNamespace
+
+    from exifkit.data.manifest import Entry
+    from exifkit.data.suites import Pair, Sample, Suite
+
+    def sample(name, label):
+        return Sample(Entry(path=name, sha256=name), label, "x")
+
+    train = [sample(f"t{i}", 0) for i in range(len(reals) - 20)]
+    test_reals = [sample(f"r{i}", 0) for i in range(20)]
+    test_fakes = [sample(f"f{i}", 1) for i in range(len(fakes))]
+    feats = {s.key: x for s, x in zip(train + test_reals, reals)} | {s.key: x for s, x in zip(test_fakes, fakes)}
+    splits = SimpleNamespace(oneclass_train=train, suite=Suite("s", [Pair("g", test_reals, test_fakes, False)]))
+    return splits, feats
+
+
+def test_component_sweep_shows_the_memorising_mixture_on_reals_it_did_not_fit(monkeypatch):
+    import exifkit.oneclass as oneclass
+
+    rng = np.random.default_rng(0)
+    reals, fakes = _low_rank_reals(140), rng.normal(size=(20, 60)) * 5
+    splits, feats = _split_of(reals, fakes)
+    monkeypatch.setattr(oneclass, "extractor_features",
+                        lambda extractor, samples, *a, **k: ({s.key: feats[s.key] for s in samples}, [], None))
+    extractor = type("E", (), {"eval": lambda self: self})()
+    table = oneclass.component_sweep(extractor, splits, None, None, (1, 5), max_patches=None)
+    assert list(table["components"]) == [1, 5]
+    assert (table["train reals above threshold"] >= 0.97).all()  # the 2nd-percentile rule, by construction
+    assert (table["test reals above threshold"] < 0.5).all()  # 120 reals in 60 dimensions: memorised
+    assert table["auc"].between(0, 1).all()
+
+
+def test_mean_summary_and_descriptions_of_fitted_runs(features):
+    import pandas as pd
+
+    from exifkit.oneclass import OneClassRun, describe_runs, mean_summary, saved_detector
+
+    train, _ = features
+    det = OneClassDetector().fit(train)
+    table = pd.DataFrame([{"generator": "g", "acc": 0.5, "real_acc": 1, "fake_acc": 0, "ap": 0.3, "auc": 0.6},
+                          {"generator": "mean", "acc": 0.7, "real_acc": 0.9, "fake_acc": 0.5, "ap": 0.4, "auc": 0.8}])
+    runs = {("raw", "paper"): OneClassRun(det, {}, table, "too few reals")}
+    summary = mean_summary({"pretext": runs, "random init": runs})
+    assert list(summary["extractor"]) == ["pretext", "random init"] and (summary["auc"] == 0.8).all()
+    lines = describe_runs(runs)
+    assert lines[0].split() == ["raw", "paper:", "threshold", f"{det.threshold:.1f}", "from", "400", "reals"]
+    assert lines[-1] == "Warning (paper): too few reals"
+    assert saved_detector("out", "random", "paper").as_posix() == "out/oneclass/random_paper.json"
+    assert saved_detector("out", "pretext", "small_sample", "aligned_jpeg95").as_posix() == \
+        "out/oneclass/aligned_jpeg95/pretext_small_sample.json"

@@ -87,3 +87,16 @@ def test_every_protocol_has_a_versioned_key(protocols):
     assert len(keys) == len(protocols)
     assert protocols["jpeg95"].key == "jpeg95@v1[jpeg:quality=95]"
     assert {"raw", "jpeg95", "blur1.0", "down0.5", "aligned_jpeg95"} <= set(protocols)
+
+
+def test_a_protocol_made_in_a_notebook_keys_like_one_from_the_file(protocols):
+    from exifkit.errors import SettingError
+    from exifkit.perturb import make_protocol
+
+    made = make_protocol("jpeg90", {"version": 1, "steps": [{"op": "jpeg", "quality": 90}]})
+    assert made.key == protocols["jpeg90"].key
+    assert make_protocol("jpeg50", {"version": 1, "steps": [{"op": "jpeg", "quality": 50}]}).key != made.key
+    with pytest.raises(SettingError, match="unknown operation 'sharpen'"):
+        make_protocol("x", {"version": 1, "steps": [{"op": "sharpen"}]})
+    with pytest.raises(KeyError):
+        make_protocol("x", {"steps": []})  # a version is what invalidates cached features: required

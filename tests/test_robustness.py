@@ -82,3 +82,63 @@ def test_pivot_puts_generators_down_and_protocols_across_in_run_order():
     assert list(table.columns) == ["generator", "raw", "blur1"]
     assert table.to_dict("records") == [{"generator": "a", "raw": 0.9, "blur1": 0.7},
                                         {"generator": "b", "raw": 0.6, "blur1": 0.5}]
+
+
+@pytest.fixture
+def long_table(known_scores, tmp_path, monkeypatch):
+    monkeypatch.setattr(robustness, "weights_hash", lambda model: "stub")
+    binary = SimpleNamespace(extractor=Extractor(TINY), fake_probability_of=None)
+    ids = [SimpleNamespace(id=p) for p in ("raw", "aligned_jpeg95", "jpeg90")]
+    long, _ = robustness.evaluate_protocols(ids, SUITE, store=None, cache_root=tmp_path, extractor=Extractor(TINY),
+                                            oneclass=StubDensity(), binary=binary, binary_threshold=0.5)
+    # under alignment the binary detector loses generator a: its fakes now score like the reals
+    aligned_a = (long["protocol"] == "aligned_jpeg95") & (long["detector"] == "binary") & (long["generator"] == "a")
+    long.loc[aligned_a, ["ap", "auc"]] = [0.5, 0.5]
+    aligned_mean = (long["protocol"] == "aligned_jpeg95") & (long["detector"] == "binary") & (long["generator"] == "mean")
+    long.loc[aligned_mean, "auc"] = (0.5 + 0.25) / 2  # a now 0.5, b still 1/4
+    return long
+
+
+def test_format_gap_is_raw_minus_aligned_per_generator(long_table):
+    gap = robustness.format_gap(long_table, "binary").set_index("generator")
+    assert list(gap.index) == ["a", "b", "mean"]
+    assert gap.loc["a", "ap raw"] == 1.0 and gap.loc["a", "ap aligned_jpeg95"] == 0.5
+    assert gap.loc["a", "ap gap"] == 0.5 and gap.loc["b", "ap gap"] == 0.0
+    assert robustness.format_gap(long_table, "one-class GMM")["ap gap"].abs().max() == 0.0
+
+
+def test_seen_unseen_and_means_read_the_right_rows(long_table):
+    by = robustness.seen_unseen_by_protocol(long_table).set_index(["protocol", "group"])
+    assert by.loc[("raw", "seen"), "auc"] == 1.0 and by.loc[("raw", "unseen"), "auc"] == pytest.approx(0.25)
+    assert by.loc[("aligned_jpeg95", "seen"), "auc"] == 0.5
+    assert robustness.mean_metric(long_table, "one-class GMM", "raw", "auc") == 0.75
+    assert np.isnan(robustness.mean_metric(long_table, "binary", "blur9"))
+    rows = robustness.mean_rows({"oc": long_table[long_table["detector"] == "one-class GMM"]},
+                                protocols=("raw", "jpeg90", "blur9"))
+    assert list(rows["protocol"]) == ["raw", "jpeg90"] and list(rows["run"]) == ["oc", "oc"]
+    text = robustness.protocol_summary(long_table, ["raw", "aligned_jpeg95", "jpeg90"])
+    assert text.count("\n") == 1 and "aligned_jpeg95" in text and text.startswith("- **one-class GMM**")
+
+
+def test_curve_families_keep_only_protocols_that_ran():
+    fam = robustness.families(["raw", "jpeg90", "blur1.0"])
+    assert fam["JPEG (quality 100 = raw)"] == [("raw", 100), ("jpeg90", 90)]
+    assert fam["resize (scale)"] == [("raw", 1.0)]
+
+
+def test_ablation_means_put_each_ablation_beside_its_detector(long_table, monkeypatch, tmp_path):
+    import exifkit.oneclass as oneclass
+
+    monkeypatch.setattr(oneclass.OneClassDetector, "load", classmethod(lambda cls, path: StubDensity()))
+    binary = SimpleNamespace(extractor=Extractor(TINY), fake_probability_of=None)
+    det = SimpleNamespace(splits=SimpleNamespace(suite=SUITE), store=None, extractor=Extractor(TINY),
+                          runs=SimpleNamespace(main="alpha=0.05", models={"alpha=0": binary},
+                                               thresholds={"alpha=0": {"threshold": 0.5}}))
+    protocols = [SimpleNamespace(id="raw"), SimpleNamespace(id="aligned_jpeg95")]
+    means = robustness.ablation_means(long_table, det, tmp_path, "paper", protocols, seed=0, max_patches=None)
+    assert list(means["run"]) == [r for r in ("one-class, pretext extractor", "one-class, random extractor",
+                                              "binary, alpha=0.05", "binary, alpha=0") for _ in range(2)]
+    table = means.set_index(["run", "protocol"])
+    # the main binary run lost generator a under alignment (the fixture); the ablation, scored afresh, did not
+    assert table.loc[("binary, alpha=0.05", "aligned_jpeg95"), "auc"] == pytest.approx((0.5 + 0.25) / 2)
+    assert table.loc[("binary, alpha=0", "aligned_jpeg95"), "auc"] == pytest.approx((1 + 0.25) / 2)

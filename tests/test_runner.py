@@ -46,6 +46,11 @@ def test_demo_notebooks_run_end_to_end(root, tmp_path):
     assert prov["profile"] == "demo" and prov["seed"] == 0 and prov["packages"]["torch"] != "not installed"
     assert set(prov["manifests"]) == {"demo.csv"} and len(prov["manifests"]["demo.csv"]) == 64
     assert prov["started"] <= prov["finished"]
+    for executed in out.glob("0*.ipynb"):  # solutions ran and passed their checks; no progress-bar spam
+        text = executed.read_text()
+        assert "TqdmWarning" not in text and "img/s]" not in text, executed.name
+    assert '"name": "stdout"' in (out / "03_oneclass_gmm.ipynb").read_text()
+    assert "gaussian_logpdf matches scipy" in (out / "03_oneclass_gmm.ipynb").read_text()
 
 
 @pytest.mark.slow
@@ -105,3 +110,18 @@ def test_a_partial_rerun_is_appended_to_the_provenance(root, tmp_path):
     assert prov["reruns"][0]["parameters"]["why"] == "fixed a cell"
     run_notebooks(profile, output_dir=out, progress=False)  # a full run starts a fresh record
     assert "reruns" not in json.loads((out / "provenance.json").read_text())
+
+
+def test_executed_notebooks_get_no_progress_bars_and_the_setting_is_restored(monkeypatch):
+    import os
+
+    from exifkit.progress import bars_disabled
+
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    with bars_disabled():
+        assert os.environ["TQDM_DISABLE"] == "1"
+    assert os.environ["TQDM_DISABLE"] == "0"
+    monkeypatch.delenv("TQDM_DISABLE")
+    with bars_disabled():
+        pass
+    assert "TQDM_DISABLE" not in os.environ

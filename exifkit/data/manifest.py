@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from ..progress import progress_bar as tqdm
 from ..errors import UserError
 
 #: Column order of every manifest CSV.

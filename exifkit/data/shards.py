@@ -233,7 +233,7 @@ def pack(items: list[Item], out: str | Path, *, kind: str = "pretext", shard_siz
     authors' by default) are built from the counts of every shard and stored in the index."""
     from multiprocessing import get_context
 
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     from ..exif.schema import LabelConfig, categorical_tags, vocabulary_from_counts
 

@@ -171,6 +171,16 @@ class ExifLabels:
     def ranked_names(self) -> list[str]:
         return [t.name for t in ranked_tags()]
 
+    def subset(self, keep) -> "ExifLabels":
+        """The photos where ``keep`` (a boolean per photo) is true, with the same vocabularies."""
+        keep = np.asarray(keep, dtype=bool)
+        return ExifLabels([p for p, k in zip(self.paths, keep) if k], self.vocabularies, self.categorical[keep],
+                          self.ranked[keep], [v for v, k in zip(self.values, keep) if k])
+
+    def makes(self) -> list[str]:
+        """Each photo's Make, "(none)" where it has none."""
+        return [v["Make"] or "(none)" for v in self.values]
+
 
 def tag_values(records: list[ExifRecord], tags=TAGS) -> list[dict[str, object]]:
     return [{t.name: t.value(r) for t in tags} for r in records]

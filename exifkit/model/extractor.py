@@ -227,3 +227,11 @@ class Extractor(nn.Module):
 
 def count_trainable(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def random_extractor(config: ExtractorConfig, seed: int) -> Extractor:
+    """The ablation's extractor: same architecture, untrained weights drawn under ``seed`` (the same in
+    notebooks 03 and 05, so both score the same random network)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return Extractor(config).eval()

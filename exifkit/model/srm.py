@@ -66,3 +66,20 @@ class SRMFilterBank(nn.Module):
         b, c, h, w = x.shape
         y = nn.functional.conv2d(x.reshape(b * c, 1, h, w), self.weight, padding=2)
         return y.reshape(b, c * self.n_kernels, h, w)
+
+
+# the first kernel of each family, as srm_kernels() orders them
+FAMILY_START = {"1st order": 0, "2nd order": 8, "3rd order": 12, "EDGE3x3": 20, "EDGE5x5": 24,
+                "SQUARE3x3": 28, "SQUARE5x5": 29}
+
+
+def residual_energy(image: np.ndarray) -> dict[str, float]:
+    """Mean absolute residual (in 8-bit grey levels) of an RGB image under each kernel family, averaged
+    over the family's kernels and the three channels: how much high-frequency content the filters see."""
+    kernels = srm_kernels()
+    bounds = list(FAMILY_START.values()) + [len(kernels)]
+    x = torch.tensor(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[:, None]
+    with torch.no_grad():
+        res = nn.functional.conv2d(x, torch.tensor(kernels, dtype=torch.float32)[:, None])  # no padding: no edges
+    per_kernel = res.abs().mean(dim=(0, 2, 3)).numpy()
+    return {name: float(per_kernel[a:b].mean()) for name, a, b in zip(FAMILY_START, bounds[:-1], bounds[1:])}

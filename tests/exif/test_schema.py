@@ -83,3 +83,18 @@ def test_card_on_demo_photos(tmp_path, demo_camera_paths):
     js, md = write_card(card, tmp_path)
     assert json.loads(js.read_text())["dataset"] == "demo"
     assert "| 0 | FocalLength | ranked |" in md.read_text() and card_markdown(card) == md.read_text()
+
+
+def test_a_subset_of_labels_keeps_rows_aligned_and_vocabularies_whole():
+    from exifkit.exif.read import ExifRecord
+    from exifkit.exif.schema import build_labels
+
+    records = [ExifRecord(path=f"p{i}", values={"Make": m, "FocalLength": f}) for i, (m, f) in
+               enumerate([("Canon", 50.0), (None, 24.0), ("Nikon", 35.0), ("Canon", 18.0)])]
+    labels = build_labels(records)
+    assert labels.makes() == ["Canon", "(none)", "Nikon", "Canon"]
+    canon = labels.subset([m == "Canon" for m in labels.makes()])
+    assert canon.paths == ["p0", "p3"] and canon.makes() == ["Canon", "Canon"]
+    assert canon.vocabularies is labels.vocabularies
+    assert np.array_equal(canon.ranked, labels.ranked[[0, 3]], equal_nan=True)
+    assert np.array_equal(canon.categorical, labels.categorical[[0, 3]])

@@ -33,3 +33,19 @@ def test_gradients_reach_every_trainable_parameter():
 def test_wrong_patch_size_is_a_clear_error():
     with pytest.raises(ValueError, match="patches are 32x32, the extractor expects 64"):
         Extractor()(torch.randn(1, 2, 3, 32, 32))
+
+
+def test_the_random_ablation_extractor_is_the_same_for_a_seed_and_leaves_the_global_generator_alone():
+    from exifkit.model.extractor import ExtractorConfig, random_extractor
+
+    cfg = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
+                          head_dim=4, mlp_dim=8)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a, b, c = random_extractor(cfg, 0), random_extractor(cfg, 0), random_extractor(cfg, 1)
+    assert torch.equal(torch.rand(3), expected_next)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert not a.training

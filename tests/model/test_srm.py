@@ -66,3 +66,14 @@ def test_bank_is_per_channel_and_fixed():
     assert y[0, :30].abs().max() == 0 and y[0, 60:].abs().max() == 0 and y[0, 30:60].abs().max() > 0
     flat = torch.full((1, 3, 16, 16), 0.7)
     assert bank(flat)[..., 2:-2, 2:-2].abs().max() < 1e-6  # a flat image has no residual inside
+
+
+def test_residual_energy_is_zero_on_flat_images_and_falls_under_strong_jpeg():
+    from exifkit.binary import jpeg
+    from exifkit.model.srm import FAMILY_START, residual_energy
+
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    assert set(residual_energy(flat)) == set(FAMILY_START) and max(residual_energy(flat).values()) < 1e-3
+    noisy = np.random.default_rng(0).integers(0, 256, (128, 128, 3)).astype(np.uint8)
+    before, after = residual_energy(noisy), residual_energy(jpeg(noisy, 20))
+    assert all(after[k] < before[k] for k in before)
