@@ -108,7 +108,11 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
     sources = notebook_sources(root, names or profile.notebooks)
     result = RunResult(profile.name)
     started = datetime.now(timezone.utc)
-    params = {"profile": profile.name, "results_dir": str(out), "seed": profile.seed, **(parameters or {})}
+    try:  # the kernels run in the checkout: a relative path keeps this machine's layout out of the outputs
+        shown = out.resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        shown = out.resolve()
+    params = {"profile": profile.name, "results_dir": str(shown), "seed": profile.seed, **(parameters or {})}
     result.parameters = params
     failure = None
     for src in sources:

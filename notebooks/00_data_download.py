@@ -16,19 +16,6 @@
 # %% [markdown]
 # # 00 · The data: what we have, where it came from, and whether it is intact
 #
-# SDAIE learns from **camera photographs and their EXIF metadata only**; AI-generated images appear
-# only when the detectors are evaluated. This notebook makes the data of one *profile* available and
-# checks it before anything is trained on it:
-#
-# 1. every file listed in the profile's manifest is found and its **sha256** checked
-#    (embedded demo data, a local mirror, or a download);
-# 2. a table of what the profile holds, by source, label, generator and licence;
-# 3. every image is decoded once with the kit's single loader, and anything that fails is listed;
-# 4. a contact sheet, so you see what "real" and "fake" look like here.
-#
-# Profiles: `demo` (embedded in the repository, offline), `extended` (the full shared collection,
-# from a mirror or the original URLs), `paper` (the authors' data; manual download).
-#
 # > **Learning objectives.** After this notebook you can say where every image of a profile came from
 # > and under which licence; explain why a file is checked by its hash before it is used; and point at
 # > the differences between real and generated files (format, size, borders) that a detector could
@@ -42,6 +29,19 @@
 # > **Exercises.** 0.1 (coding) a streaming file hash; 0.2 and 0.3 (concept) why hashes, and what a
 # > coloured border teaches a detector. Model answers are in cells marked *Solution*; `make student`
 # > writes copies without them.
+#
+# SDAIE learns from **camera photographs and their EXIF metadata only**; AI-generated images appear
+# only when the detectors are evaluated. This notebook makes the data of one *profile* available and
+# checks it before anything is trained on it:
+#
+# 1. every file listed in the profile's manifest is found and its **sha256** checked
+#    (embedded demo data, a local mirror, or a download);
+# 2. a table of what the profile holds, by source, label, generator and licence;
+# 3. every image is decoded once with the kit's single loader, and anything that fails is listed;
+# 4. a contact sheet, so you see what "real" and "fake" look like here.
+#
+# Profiles: `demo` (embedded in the repository, offline), `extended` (the full shared collection,
+# from a mirror or the original URLs), `paper` (the authors' data; manual download).
 
 # %% tags=["parameters"]
 profile = "demo"

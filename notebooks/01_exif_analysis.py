@@ -16,18 +16,6 @@
 # %% [markdown]
 # # 01 · EXIF analysis: the labels the pretext task learns from
 #
-# SDAIE's extractor never sees an AI-generated image while it learns. Its only supervision is the
-# EXIF metadata of camera photos: it **classifies** 7 categorical tags (Make, Model, Flash, ...) and
-# **ranks pairs** of photos on 7 ordered tags (focal length, aperture, ...). A tag can only teach
-# the network something if
-#
-# * many photos carry it (*coverage*),
-# * its classes are not all one value (*class balance*), and
-# * for ranked tags, two random photos usually differ (*informative pairs*): a tied pair carries no
-#   ordering signal, and the authors' code labels ties as "first >= second", i.e. 1.
-#
-# This notebook measures all three on the profile's camera photos and writes the **EXIF card**.
-#
 # > **Learning objectives.** After this notebook you can name the 14 pretext targets and how each is
 # > turned into a label; judge from coverage, class balance and tie share whether a tag can teach the
 # > network anything; and explain why detection at test time never reads EXIF.
@@ -39,6 +27,18 @@
 # >
 # > **Exercises.** 1.1 (coding) the authors' pair labels; 1.2 (predict) what rounding does to the
 # > informative pairs; 1.3 (concept) why the Orientation tag is not applied.
+#
+# SDAIE's extractor never sees an AI-generated image while it learns. Its only supervision is the
+# EXIF metadata of camera photos: it **classifies** 7 categorical tags (Make, Model, Flash, ...) and
+# **ranks pairs** of photos on 7 ordered tags (focal length, aperture, ...). A tag can only teach
+# the network something if
+#
+# * many photos carry it (*coverage*),
+# * its classes are not all one value (*class balance*), and
+# * for ranked tags, two random photos usually differ (*informative pairs*): a tied pair carries no
+#   ordering signal, and the authors' code labels ties as "first >= second", i.e. 1.
+#
+# This notebook measures all three on the profile's camera photos and writes the **EXIF card**.
 
 # %% tags=["parameters"]
 profile = "demo"

@@ -16,6 +16,20 @@
 # %% [markdown]
 # # 02 · Pretext training: learning camera traces from EXIF alone
 #
+# > **Learning objectives.** After this notebook you can describe what the extractor sees (SRM residuals
+# > of scrambled patches) and why; write the ranking loss for ordered EXIF tags; read a training curve
+# > term by term; and judge a held-out table against the right baselines.
+# >
+# > **Prerequisites.** Notebook 01 (the 14 targets). Convolutions, cross-entropy and what a training
+# > loop does.
+# >
+# > **Run time.** About 3 minutes on two CPU cores for the demo profile (the reduced network, 300
+# > steps). The extended reference run trained the paper's network for 54 minutes; with `resume = True`
+# > this notebook reuses it.
+# >
+# > **Exercises.** 2.1 (predict) what JPEG compression does to the residuals; 2.2 (coding) the pairwise
+# > ranking loss; 2.3 (concept) why the held-out table needs baselines.
+#
 # The extractor is trained on camera photographs only. For each pair of photos it must
 #
 # * **classify** the first photo's categorical tags (Make, Model, Flash, ...) with cross-entropy, and
@@ -30,20 +44,6 @@
 # **On the demo profile** the extractor is a reduced one (see the profile file) so the run takes a
 # few minutes on a laptop CPU; the paper trains the full network on up to 900,000 photos on 8 GPUs.
 # Read the numbers below as a check that the pipeline learns, not as the paper's.
-#
-# > **Learning objectives.** After this notebook you can describe what the extractor sees (SRM residuals
-# > of scrambled patches) and why; write the ranking loss for ordered EXIF tags; read a training curve
-# > term by term; and judge a held-out table against the right baselines.
-# >
-# > **Prerequisites.** Notebook 01 (the 14 targets). Convolutions, cross-entropy and what a training
-# > loop does.
-# >
-# > **Run time.** About 3 minutes on two CPU cores for the demo profile (the reduced network, 300
-# > steps). The extended reference run trained the paper's network for 54 minutes; with `resume = True`
-# > this notebook reuses it.
-# >
-# > **Exercises.** 2.1 (predict) what JPEG compression does to the residuals; 2.2 (coding) the pairwise
-# > ranking loss; 2.3 (concept) why the held-out table needs baselines.
 
 # %% tags=["parameters"]
 profile = "demo"

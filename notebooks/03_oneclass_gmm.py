@@ -16,6 +16,19 @@
 # %% [markdown]
 # # 03 · One-class detection: model the real photos, flag what does not fit
 #
+# > **Learning objectives.** After this notebook you can fit a density to real-photo features and turn it
+# > into a detector with a threshold set on reals only; recognise a mixture that memorised its training
+# > points; tell threshold-free metrics (AUC, AP) from accuracy at a threshold; and read an ablation.
+# >
+# > **Prerequisites.** Notebook 02 (what the features are). Gaussian densities and log-likelihoods;
+# > ROC curves.
+# >
+# > **Run time.** About 2 minutes on two CPU cores for the demo profile (features of the paper-size
+# > reference network for about 1,100 images, cached after the first run).
+# >
+# > **Exercises.** 3.1 (coding) a Gaussian log-density; 3.2 (predict) more mixture components;
+# > 3.3 and 3.4 (concept) AP with real as positive, and what the random-extractor ablation controls for.
+#
 # The one-class detector never sees an AI-generated image. It takes the pretext extractor's features
 # of real photos, fits a density to them, and sets a threshold low in the reals' log-likelihoods. A
 # test image whose log-likelihood falls below it is called AI-generated.
@@ -49,19 +62,6 @@
 # small to show the effect; set `extractor = "pretext"` to use it instead. With the reference
 # extractor the test suite leaves out every file the reference models trained on (by sha256), so
 # nothing is tested on an image it has seen.
-#
-# > **Learning objectives.** After this notebook you can fit a density to real-photo features and turn it
-# > into a detector with a threshold set on reals only; recognise a mixture that memorised its training
-# > points; tell threshold-free metrics (AUC, AP) from accuracy at a threshold; and read an ablation.
-# >
-# > **Prerequisites.** Notebook 02 (what the features are). Gaussian densities and log-likelihoods;
-# > ROC curves.
-# >
-# > **Run time.** About 2 minutes on two CPU cores for the demo profile (features of the paper-size
-# > reference network for about 1,100 images, cached after the first run).
-# >
-# > **Exercises.** 3.1 (coding) a Gaussian log-density; 3.2 (predict) more mixture components;
-# > 3.3 and 3.4 (concept) AP with real as positive, and what the random-extractor ablation controls for.
 
 # %% tags=["parameters"]
 profile = "demo"

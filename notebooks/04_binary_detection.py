@@ -16,6 +16,19 @@
 # %% [markdown]
 # # 04 · Binary detection, regularised by the camera-trace extractor
 #
+# > **Learning objectives.** After this notebook you can write the regularised loss; explain why the
+# > threshold is set on validation images and never on the test suite; separate what a detector learnt
+# > about generated content from what it learnt about file formats; and read seen against unseen results.
+# >
+# > **Prerequisites.** Notebooks 02 and 03. Binary classification, ROC curves, train/validation/test
+# > splits.
+# >
+# > **Run time.** About 2 minutes on two CPU cores for the demo profile with the reference detectors
+# > (nothing trains); about 5 minutes with `extractor = "pretext"`, which trains both detectors here.
+# >
+# > **Exercises.** 4.1 (coding) the regularised loss; 4.2 (predict) switching the format alignment off;
+# > 4.3 (concept) why the threshold comes from validation images.
+#
 # The binary detector is a classifier with the extractor's architecture, trained on real and
 # generated images of a few generators. A frozen copy of the pretext extractor rides along: the loss
 # adds alpha = 0.05 times the mean squared difference between the two networks at five stages (four
@@ -41,19 +54,6 @@
 # paper's network, started from the reference pretext weights and trained for an hour on the extended
 # collection. They are scored only on demo test images they never trained on (by sha256). Set
 # `extractor = "pretext"` to train both detectors here instead, against notebook 02's network.
-#
-# > **Learning objectives.** After this notebook you can write the regularised loss; explain why the
-# > threshold is set on validation images and never on the test suite; separate what a detector learnt
-# > about generated content from what it learnt about file formats; and read seen against unseen results.
-# >
-# > **Prerequisites.** Notebooks 02 and 03. Binary classification, ROC curves, train/validation/test
-# > splits.
-# >
-# > **Run time.** About 2 minutes on two CPU cores for the demo profile with the reference detectors
-# > (nothing trains); about 5 minutes with `extractor = "pretext"`, which trains both detectors here.
-# >
-# > **Exercises.** 4.1 (coding) the regularised loss; 4.2 (predict) switching the format alignment off;
-# > 4.3 (concept) why the threshold comes from validation images.
 
 # %% tags=["parameters"]
 profile = "demo"

@@ -16,6 +16,19 @@
 # %% [markdown]
 # # 05 · Robustness, generalisation and the paper-style tables
 #
+# > **Learning objectives.** After this notebook you can design a robustness protocol that treats both
+# > classes identically; read a robustness curve together with its starting point; measure how much of
+# > a score came from file format; put an interval on a small-sample number; and package a detector with
+# > a model card that says what it must not be used for.
+# >
+# > **Prerequisites.** Notebooks 03 and 04. Bootstrap resampling in outline.
+# >
+# > **Run time.** About 4.5 minutes on two CPU cores for the demo profile (14 protocols, both
+# > detectors), about 6 minutes for `extended`.
+# >
+# > **Exercises.** 5.1 (predict) JPEG quality 50; 5.2 (coding) a bootstrap interval; 5.3 (concept) the
+# > format shortcut.
+#
 # This notebook takes the detectors trained in notebooks 03 and 04 and asks two questions.
 #
 # 1. **Robustness.** Images on the web are recompressed, blurred and resized. Every *protocol* in
@@ -29,19 +42,6 @@
 #
 # Every table names its protocol id; every number is computed here from the saved models and cached
 # features. Tables go to `results/<profile>/tables/` as CSV, Markdown and LaTeX.
-#
-# > **Learning objectives.** After this notebook you can design a robustness protocol that treats both
-# > classes identically; read a robustness curve together with its starting point; measure how much of
-# > a score came from file format; put an interval on a small-sample number; and package a detector with
-# > a model card that says what it must not be used for.
-# >
-# > **Prerequisites.** Notebooks 03 and 04. Bootstrap resampling in outline.
-# >
-# > **Run time.** About 4.5 minutes on two CPU cores for the demo profile (14 protocols, both
-# > detectors), about 6 minutes for `extended`.
-# >
-# > **Exercises.** 5.1 (predict) JPEG quality 50; 5.2 (coding) a bootstrap interval; 5.3 (concept) the
-# > format shortcut.
 
 # %% tags=["parameters"]
 profile = "demo"

@@ -117,10 +117,14 @@ def test_executed_notebooks_get_no_progress_bars_and_the_setting_is_restored(mon
 
     from exifkit.progress import bars_disabled
 
+    from exifkit.progress import progress_bar
+
     monkeypatch.setenv("TQDM_DISABLE", "0")
     with bars_disabled():
         assert os.environ["TQDM_DISABLE"] == "1"
+        assert progress_bar(range(3), disable=False).disable  # the kit's bars ask for themselves explicitly
     assert os.environ["TQDM_DISABLE"] == "0"
+    assert not progress_bar(range(3), disable=False).disable
     monkeypatch.delenv("TQDM_DISABLE")
     with bars_disabled():
         pass

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..progress import import_pooch
 from ..progress import progress_bar as tqdm
 from ..errors import UserError
 
@@ -167,9 +168,7 @@ def default_cache_dir() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    import pooch
-
-    return Path(pooch.os_cache("exifkit"))
+    return Path(import_pooch().os_cache("exifkit"))
 
 
 def env_mirrors() -> list[Path]:
@@ -284,7 +283,7 @@ class DataStore:
         return report
 
     def _download(self, entry: Entry, progress: bool, downloader=None) -> Path:
-        import pooch
+        pooch = import_pooch()
 
         target = self.cache_dir / entry.path
         target.parent.mkdir(parents=True, exist_ok=True)
