@@ -23,7 +23,7 @@
 # > **Prerequisites.** Notebook 01 (the 14 targets). Convolutions, cross-entropy and what a training
 # > loop does.
 # >
-# > **Run time.** About 3 minutes on two CPU cores for the demo profile (the reduced network, 300
+# > **Run time.** About 45 s on two CPU cores for the demo profile (the reduced network, 400
 # > steps). The extended reference run trained the paper's network for 54 minutes; with `resume = True`
 # > this notebook reuses it.
 # >

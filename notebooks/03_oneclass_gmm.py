@@ -23,8 +23,9 @@
 # > **Prerequisites.** Notebook 02 (what the features are). Gaussian densities and log-likelihoods;
 # > ROC curves.
 # >
-# > **Run time.** About 2 minutes on two CPU cores for the demo profile (features of the paper-size
-# > reference network for about 1,100 images, cached after the first run).
+# > **Run time.** About 2.5 minutes on two CPU cores for the demo profile (features of the paper-size
+# > reference network and of a random one for about 500 images, raw and aligned; cached after the first
+# > run). About 7 minutes for `extended`, most of it choosing the small-sample density.
 # >
 # > **Exercises.** 3.1 (coding) a Gaussian log-density; 3.2 (predict) more mixture components;
 # > 3.3 and 3.4 (concept) AP with real as positive, and what the random-extractor ablation controls for.
@@ -58,7 +59,7 @@
 #
 # **Which extractor.** On the demo profile this notebook reads, by default, the *reference* extractor:
 # the paper's network, pretrained for an hour on the extended collection's camera photos and shipped in
-# `results/extended/bundle`. The demo's own network from notebook 02 trains for three minutes and is too
+# `results/extended/bundle`. The demo's own network from notebook 02 trains for under a minute and is too
 # small to show the effect; set `extractor = "pretext"` to use it instead. With the reference
 # extractor the test suite leaves out every file the reference models trained on (by sha256), so
 # nothing is tested on an image it has seen.

@@ -268,7 +268,7 @@ if not official:
 # Everything here follows the paper's protocol on a scale about a thousand times smaller. The reference
 # detectors (the demo's default) were trained for about two CPU hours on a few hundred camera photos and
 # a few hundred generated images, instead of up to 900,000 photos and the 720,000-image ProGAN set on
-# 8 GPUs; the demo's own network (`extractor = "pretext"`) trains for three minutes. Test sets hold 6
+# 8 GPUs; the demo's own network (`extractor = "pretext"`) trains for under a minute. Test sets hold 6
 # to 250 images per generator, so read the intervals. The summary printed below is computed from the
 # tables above. It shows where each protocol moves the scores; it does not test the paper's claims,
 # which need the `paper` profile for a fair comparison.
