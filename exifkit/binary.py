@@ -22,7 +22,7 @@ from torch import nn
 
 from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
-from .errors import SettingError
+from .errors import MissingInputError, SettingError
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
 from .train import (MetricsLog, autocast, batch_positions, close_distributed, keep_if_best, load_checkpoint,
@@ -550,8 +550,6 @@ def trained_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
     for name in run_names(alpha):
         run = Path(out) / "binary" / name
         if not (trained_checkpoint(run).exists() and (run / "threshold.json").exists()):
-            from .errors import MissingInputError
-
             raise MissingInputError(f"{run}: run notebook 04 first (make reproduce does)")
         runs.models[name] = load_binary(trained_checkpoint(run), frozen.config, frozen)
         runs.thresholds[name] = json.loads((run / "threshold.json").read_text())

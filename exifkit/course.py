@@ -272,8 +272,8 @@ def _nav(pages: list[tuple[str, str]], here: int) -> str:
 
 def build_site(executed: str | Path, out: str | Path, *, title: str = "exifkit", guide: str | Path | None = None) -> Path:
     """Render the executed notebooks in ``executed`` (``NN_*.ipynb``) into ``out``: one HTML page each with
-    figures inline, a contents page, and links between pages. Nothing is fetched: MathJax and require.js,
-    which the notebooks do not use, are left out, so the pages read offline as well."""
+    figures inline, a contents page, and links between pages. The pages carry no scripts (MathJax,
+    require.js and the like, which these notebooks do not use), so nothing is fetched and they read offline."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -290,9 +290,8 @@ def build_site(executed: str | Path, out: str | Path, *, title: str = "exifkit",
     notebooks = [nbformat.read(p, as_version=4) for p in sources]
     pages = [(f"{p.stem}.html", _title(nb, p.stem)) for p, nb in zip(sources, notebooks)]
     for k, (nb, (page, name)) in enumerate(zip(notebooks, pages)):
-        body, _ = exporter.from_notebook_node(nb, resources={"mathjax_url": "", "require_js_url": ""})
-        body = re.sub(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', "", body)
-        body = re.sub(r"<script[^>]*>(?:(?!</script>)[\s\S])*?(MathJax|https?://)[\s\S]*?</script>", "", body)
+        body, _ = exporter.from_notebook_node(nb)
+        body = re.sub(r"<script\b[\s\S]*?</script>", "", body)  # static pages need none, and none fetches
         body = body.replace("</head>", f"<style>{SITE_CSS}</style>\n</head>", 1)
         body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + _nav(pages, k), body, count=1)
         body = body.replace("</body>", _nav(pages, k) + "</body>", 1)

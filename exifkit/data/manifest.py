@@ -13,8 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..progress import import_pooch
-from ..progress import progress_bar as tqdm
+from ..progress import import_pooch, progress_bar as tqdm
 from ..errors import UserError
 
 #: Column order of every manifest CSV.
