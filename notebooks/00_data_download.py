@@ -57,7 +57,7 @@ from IPython.display import Markdown, display
 
 from exifkit.config import data_store, load_profile
 from exifkit.data.images import load_many
-from exifkit.report import contact_sheet, counts_table, sample_per_group, save_figure, save_table
+from exifkit.report import as_jpeg, contact_sheet, counts_table, sample_per_group, save_figure, save_table
 
 out = Path(results_dir)
 prof = load_profile(profile)
@@ -178,6 +178,7 @@ sample = sample_per_group(frame[frame["path"].isin(shareable)], "group", thumbna
 root_of = {p: s for p, s in zip(frame["path"], paths)}
 fig = contact_sheet([root_of[p] for p in sample["path"]], list(sample["group"]), ncols=8)
 save_figure(fig, out / "figures", "contact_sheet")
+display(as_jpeg(fig))  # shown as JPEG: photographs as PNG would weigh megabytes in the executed notebook
 
 # %% [markdown]
 # ### Exercise 0.3 (concept): what does a border teach?

@@ -165,6 +165,6 @@ def test_the_committed_reference_run_renders_as_a_site(root, tmp_path):
     assert pages == [f"{p.stem}.html" for p in notebook_paths(root)]
     for page in pages:
         text = (tmp_path / "site" / page).read_text()
-        assert "data:image/png;base64," in text, page  # figures inline
+        assert re.search(r"data:image/(png|jpeg);base64,", text), page  # figures inline
         assert text.count("img/s]") < 40, page  # progress bars collapsed to their last state
     assert index.read_text().count("<li><a href=") == len(pages)

@@ -59,3 +59,16 @@ def test_save_table_writes_the_same_numbers_as_csv_markdown_and_latex(tmp_path):
     csv_path, md_path, tex_path = save_table(frame, tmp_path / "t", "x")
     assert pd.read_csv(csv_path).equals(frame)
     assert "0.8125" in md_path.read_text() and "0.812" in tex_path.read_text() and "\\begin{tabular}" in tex_path.read_text()
+
+
+def test_a_figure_of_photos_is_shown_as_a_closed_jpeg():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from exifkit.report import as_jpeg
+
+    fig, ax = plt.subplots()
+    ax.imshow(np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.uint8))
+    shown = as_jpeg(fig)
+    assert shown.format == "jpeg" and shown.data[:3] == b"\xff\xd8\xff"
+    assert not plt.fignum_exists(fig.number)
