@@ -166,10 +166,14 @@ class Extractor(nn.Module):
 
     def fast_weights(self) -> fast.FastWeights:
         """What the fast path derives from the parameters (folded stem, Winograd filters: about 6 ms),
-        kept between inference calls until a parameter is replaced or changed in place."""
+        kept between inference calls until a parameter is replaced or changed in place, or the autocast
+        state changes (under bf16 autocast the folded stem comes out in bf16: the frozen extractor of a
+        binary run, reused in float32 afterwards, must not keep those)."""
         if torch.is_grad_enabled():  # training: derive afresh, inside the autograd graph
             return fast.prepare(self)
-        key = tuple((t.data_ptr(), t._version, t.device) for t in (*self.parameters(), *self.buffers()))
+        device = self.device.type
+        autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        key = (autocast, *((t.data_ptr(), t._version, t.device) for t in (*self.parameters(), *self.buffers())))
         if self._prepared is None or self._prepared[0] != key:
             self._prepared = (key, fast.prepare(self))
         return self._prepared[1]

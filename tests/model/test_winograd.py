@@ -171,6 +171,17 @@ def test_derived_weights_are_refreshed_when_a_parameter_changes():
     torch.testing.assert_close(model.embed(x), other.embed(x), atol=1e-6, rtol=0)
 
 
+def test_weights_kept_under_bf16_autocast_are_not_reused_in_float32():
+    """The binary trainer runs its frozen extractor under autocast; the same object embeds in float32 later."""
+    model = Extractor(ExtractorConfig(patch_size=32, width=8)).eval()
+    fresh = Extractor(model.config).eval()
+    fresh.load_state_dict(model.state_dict())
+    x = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    torch.testing.assert_close(model.embed(x), fresh.embed(x))
+
+
 def test_the_paper_network_takes_the_kernel_at_cpu_inference_only():
     model = Extractor().eval()
     with torch.inference_mode():
