@@ -8,7 +8,7 @@ mmap thresholds keeps freed memory in the process for reuse. The mmap threshold 
 32 MiB, and training maps are larger (the first stage of a 16-image batch: 67 MiB in bf16, 134 MiB
 in fp32), so glibc is also told never to serve a block by mmap: every block then comes from the
 heap and is reused once freed; only what lies free at the top of the heap beyond 1 GiB goes back to
-the system. That made a training step about 1.4x faster in both precisions (benchmarks/README.md).
+the system. That made a training step 1.5-1.7x faster in both precisions (benchmarks/README.md).
 It is applied when exifkit is imported, on Linux with glibc only; ``EXIFKIT_MALLOC=default`` leaves
 the allocator alone (jemalloc or tcmalloc through LD_PRELOAD are also fine: they keep memory by
 design).

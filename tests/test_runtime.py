@@ -31,7 +31,7 @@ print(*[faults() for _ in range(24)])
 def test_freed_training_sized_tensors_are_reused_without_page_faults():
     """Training maps are larger than 32 MiB. Once the heap has grown to hold them (the first 4-9 here),
     allocating one again must not touch fresh pages (16,384 faults of 4 KiB for 64 MiB): those
-    faults made training steps about 1.4x slower."""
+    faults made training steps 1.5-1.7x slower."""
     import os
 
     pages = (64 << 20) // 4096
