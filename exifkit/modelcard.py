@@ -55,6 +55,20 @@ def _run_record(run_dir: Path):
             load_checkpoint(trained_checkpoint(run_dir)))
 
 
+def _time_spent(log: pd.DataFrame, rate: str, unit: str, per_step: int) -> str:
+    """Wall time of a run, and the time its steps take at the run's median throughput. A resumed run
+    restarts its clock, so the log's ``seconds`` are summed over segments; wall time also counts any
+    time the process stood paused or shared the machine, which the median rate does not."""
+    seconds = log["seconds"].to_numpy()
+    ends = [i for i in range(len(seconds)) if i == len(seconds) - 1 or seconds[i + 1] < seconds[i]]
+    total = float(sum(seconds[i] for i in ends))
+    segments = f" in {len(ends)} segments" if len(ends) > 1 else ""
+    median = float(log[rate].median())
+    steady = int(log["step"].iloc[-1]) * per_step / median
+    return (f"{total / 60:.0f} min of wall time{segments}, {steady / 60:.0f} min at its median "
+            f"{median:.1f} {unit}")
+
+
 def pretext_budget(run_dir: Path) -> str | None:
     """One line on a pretext run, from its log and checkpoints (None when they are not here)."""
     record = _run_record(run_dir)
@@ -62,8 +76,9 @@ def pretext_budget(run_dir: Path) -> str | None:
         return None
     log, state, kept = record
     cfg = state["config"]
+    spent = _time_spent(log, "pairs_per_s", "pairs/s", cfg["batch_pairs"])
     return (f"{int(log['step'].iloc[-1])} steps x {cfg['batch_pairs']} pairs ({cfg['n_patches']} patches of "
-            f"{cfg['extractor']['patch_size']} px), {log['seconds'].iloc[-1] / 60:.0f} min, precision "
+            f"{cfg['extractor']['patch_size']} px), {spent}, precision "
             f"{state.get('precision_used', 'fp32')}; weights kept: step {kept['step']}")
 
 
@@ -76,8 +91,9 @@ def binary_budget(run_dir: Path) -> str | None:
     cfg = state["config"]
     chosen = (f" (validation {kept.get('validation_metric', 'macro AUC')} {kept['validation_score']:.3f})"
               if "validation_score" in kept else "")
+    spent = _time_spent(log, "images_per_s", "images/s", cfg["batch_images"])
     return (f"{int(log['step'].iloc[-1])} steps x {cfg['batch_images']} images, alpha {cfg['alpha']:g}, "
-            f"start {cfg['init']}, lr {cfg['lr']:g}, {log['seconds'].iloc[-1] / 60:.0f} min, precision "
+            f"start {cfg['init']}, lr {cfg['lr']:g}, {spent}, precision "
             f"{state.get('precision_used', 'fp32')}; weights kept: step {kept['step']}{chosen}")
 
 

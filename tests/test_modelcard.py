@@ -26,3 +26,19 @@ def test_model_card_states_data_budget_thresholds_intervals_and_limits():
     for needle in ("abc123", "P(fake) > 0.4200", "50 validation images", "ppca_32", "0.950 [0.900, 0.990]",
                    "600 steps", "tiny scale", "False-positive rate", NOT_FOR[0][:40]):
         assert needle in card, needle
+
+
+def test_budget_of_a_resumed_run_counts_every_segment(tmp_path):
+    import torch
+
+    from exifkit.modelcard import pretext_budget
+
+    # Two segments: the clock restarts at the resume (step 30), so the last row alone says 100 s.
+    pd.DataFrame({"step": [10, 20, 30, 40, 50], "pairs_per_s": [6.0, 7.0, 7.0, 8.0, 7.5],
+                  "seconds": [60.0, 600.0, 1200.0, 50.0, 100.0]}).to_csv(tmp_path / "metrics.csv", index=False)
+    state = {"step": 50, "precision_used": "bf16",
+             "config": {"batch_pairs": 16, "n_patches": 16, "extractor": {"patch_size": 64}}}
+    torch.save(state, tmp_path / "last.pt")
+    line = pretext_budget(tmp_path)
+    assert "22 min of wall time in 2 segments, 2 min at its median 7.0 pairs/s" in line, line
+    assert line.startswith("50 steps x 16 pairs") and "precision bf16" in line
