@@ -70,7 +70,7 @@ from exifkit.model.extractor import Extractor
 from exifkit.model.srm import residual_energy
 from exifkit.patches import random_patches, random_positions
 from exifkit.pretext import load_pretext, run_pretext, trained_checkpoint
-from exifkit.report import (save_figure, save_table, scrambled_patches_figure, srm_residual_figure,
+from exifkit.report import (as_jpeg, save_figure, save_table, scrambled_patches_figure, srm_residual_figure,
                             training_curve)
 
 out = Path(results_dir)
@@ -92,7 +92,9 @@ print(f"trainable parameters: {count_trainable(Extractor(config.extractor)):,} "
 
 # %%
 photo = load_rgb(paths[0])
-save_figure(srm_residual_figure(photo), out / "figures", "srm_residuals")
+fig = srm_residual_figure(photo)
+save_figure(fig, out / "figures", "srm_residuals")
+display(as_jpeg(fig))  # shown as JPEG, like notebook 00's contact sheet: as PNG it weighed 1.5 MB
 
 # %% [markdown]
 # ### Exercise 2.1 (predict): does compression add or remove residual?
@@ -127,7 +129,9 @@ display(pd.DataFrame(energy).T.round(2))
 size = config.extractor.patch_size
 corners = random_positions(photo.shape[0], photo.shape[1], config.n_patches, size, default_rng(seed))
 patches = random_patches(photo, config.n_patches, size, default_rng(seed))
-save_figure(scrambled_patches_figure(photo, corners, patches), out / "figures", "scrambled_patches")
+fig = scrambled_patches_figure(photo, corners, patches)
+save_figure(fig, out / "figures", "scrambled_patches")
+display(as_jpeg(fig))
 
 # %% [markdown]
 # ### Exercise 2.2 (coding): the ranking loss
