@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 NOT_FOR = [
@@ -60,9 +61,9 @@ def _time_spent(log: pd.DataFrame, rate: str, unit: str, per_step: int) -> str:
     restarts its clock, so the log's ``seconds`` are summed over segments; wall time also counts any
     time the process stood paused or shared the machine, which the median rate does not."""
     seconds = log["seconds"].to_numpy()
-    ends = [i for i in range(len(seconds)) if i == len(seconds) - 1 or seconds[i + 1] < seconds[i]]
-    total = float(sum(seconds[i] for i in ends))
-    segments = f" in {len(ends)} segments" if len(ends) > 1 else ""
+    segment_ends = np.append(np.diff(seconds) < 0, True)
+    total, count = float(seconds[segment_ends].sum()), int(segment_ends.sum())
+    segments = f" in {count} segments" if count > 1 else ""
     median = float(log[rate].median())
     steady = int(log["step"].iloc[-1]) * per_step / median
     return (f"{total / 60:.0f} min of wall time{segments}, {steady / 60:.0f} min at its median "
