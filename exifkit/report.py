@@ -352,3 +352,29 @@ def generator_bars(table: pd.DataFrame, columns, title: str):
     ax.tick_params(axis="x", rotation=35)
     fig.tight_layout()
     return fig
+
+
+def probe_curve_figure(curve: pd.DataFrame):
+    """Mean test AUC of the linear probes against the number of training fakes (log scale), seen and
+    unseen generators, one line per extractor; bars span the random subsets of each share."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, group in zip(axes, ("seen", "unseen")):
+        column = f"{group} auc"
+        if column not in curve:
+            ax.set_visible(False)
+            continue
+        for name, sub in curve.groupby("extractor", sort=False):
+            stats = sub.groupby("training fakes")[column].agg(["mean", "min", "max"])
+            ax.errorbar(stats.index, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
+                        marker="o", capsize=3, label=name)
+        ax.axhline(0.5, c="grey", ls="--", lw=1)
+        ax.set_xscale("log", base=2)
+        counts = sorted(curve["training fakes"].unique())
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.minorticks_off()
+        ax.set_xlabel("training fakes")
+        ax.set_title(f"{group} generators")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("mean test ROC-AUC")
+    fig.tight_layout()
+    return fig
