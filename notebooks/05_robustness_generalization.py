@@ -245,8 +245,9 @@ from exifkit.model.extractor import random_extractor
 from exifkit.probe import ProbeConfig, probe_table
 from exifkit.report import probe_curve_figure
 
-if official:
-    print("paper-eval scores released checkpoints only; the probes need the profile's training images")
+if official or not any(s.label for s in det.splits.binary_train):
+    print("no generated training images to fit a probe on: paper-eval scores released checkpoints, and a "
+          "profile streaming its binary set from shards holds none in its splits")
 else:
     binary_config = prof.binary_config(seed=seed)
     probe_train, probe_validation = validation_split(det.splits.binary_train, binary_config.validation_fraction, seed)
