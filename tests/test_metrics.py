@@ -112,3 +112,25 @@ def test_a_paired_macro_auc_scores_each_fake_group_against_its_own_reals_only():
     # as a suite pairs them: gen against the camera photos (1.0), gan against its own reals (0.0)
     pairing = {"gen": ["camera"], "gan": ["cnn real"]}
     assert macro_auc(labels, scores, groups, pairing) == pytest.approx((1.0 + 0.0) / 2)
+
+
+def test_paired_difference_is_zero_for_one_detector_and_positive_for_a_better_one():
+    from exifkit.metrics import _rank_auc, paired_difference, roc_auc
+
+    rng = np.random.default_rng(0)
+    reals, fakes = rng.integers(0, 5, 40).astype(float), rng.integers(2, 7, 30).astype(float)  # many ties
+    assert _rank_auc(reals, fakes) == pytest.approx(roc_auc(np.r_[np.zeros(40), np.ones(30)], np.r_[reals, fakes]))
+
+    suite = _two_pair_suite()
+    noisy = {s.key: float(rng.random() + (0.3 if s.label else 0)) for s in suite.samples()}
+    same = paired_difference(suite, noisy, noisy, bootstrap=200)
+    assert list(same["generators"]) == ["seen", "unseen", "all"]
+    assert (same["auc difference"] == 0).all() and (same["95% CI"] == "[0.000, 0.000]").all()
+
+    perfect = {s.key: float(s.label) + 0.01 * rng.random() for s in suite.samples()}
+    better = paired_difference(suite, perfect, noisy, bootstrap=200).set_index("generators")
+    all_mean = better.loc["all", "auc difference"]
+    lo, hi = map(float, better.loc["all", "95% CI"].strip("[]").split(","))
+    assert all_mean > 0 and 0 < lo <= all_mean <= hi and better.loc["all", "share of draws a ahead"] > 0.95
+    missing = dict(list(perfect.items())[3:])  # images one detector did not score are left out of both
+    assert paired_difference(suite, missing, noisy, bootstrap=0)["n"].tolist() == [1, 1, 2]
