@@ -235,13 +235,20 @@ def cmd_pretext_train(args) -> int:
     return 0
 
 
+def binary_run_folder(results: Path, config, profile) -> Path:
+    """``results/binary/alpha=A``, the folder notebooks 04-05 read; another seed's run goes beside it
+    (``alpha=A,seed=S``), so measuring the spread over seeds never overwrites the profile's run."""
+    name = f"alpha={config.alpha:g}"
+    return results / "binary" / (name if config.seed == profile.seed else f"{name},seed={config.seed}")
+
+
 def cmd_binary_train(args) -> int:
     from .binary import aligned_validation, load_binary, train_binary, training_data
     from .detect import choose_extractor
 
     profile = load_profile(args.profile)
     overrides = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("device", args.device),
-                                   ("workers", args.workers)) if v is not None}
+                                   ("workers", args.workers), ("seed", args.seed)) if v is not None}
     config = profile.binary_config(**overrides)
     if config.streaming and args.data is None:
         raise SettingError(f"the {profile.name} profile trains from a packed real/fake set: `exifkit data pack SET "
@@ -251,7 +258,7 @@ def cmd_binary_train(args) -> int:
     if frozen.config != config.extractor:
         raise SettingError(f"the extractor of {args.pretext or results / 'pretext'} is not the {profile.name} "
                            "profile's architecture")
-    out = args.out or results / "binary" / f"alpha={config.alpha:g}"
+    out = args.out or binary_run_folder(results, config, profile)
     if args.data is not None:
         from .data.shards import Shards
 
@@ -432,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "or a bundle folder")
     btr.add_argument("--out", type=Path, default=None, help="run folder (default results/<profile>/binary/alpha=A)")
     btr.add_argument("--steps", type=int, default=None, help="total steps (default: the profile's)")
+    btr.add_argument("--seed", type=int, default=None,
+                     help="training seed: validation share, batches, crops (default: the profile's); the test "
+                          "split stays the profile's, so runs of several seeds measure run-to-run spread")
     btr.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")
     btr.add_argument("--resume", action="store_true", help="continue from RUN/last.pt exactly")
     btr.add_argument("--data", type=Path, default=None, metavar="SHARDS",

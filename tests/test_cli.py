@@ -67,14 +67,26 @@ def test_binary_train_command_trains_against_a_pretext_run(tmp_path, capsys):
     assert main(["binary", "train", "--profile", "demo", "--pretext", str(pre), "--out", str(run)]) == 2
     assert "no pretext weights" in capsys.readouterr().err
     assert main(["pretext", "train", "--profile", "demo", "--steps", "1", "--out", str(pre), "--quiet"]) == 0
-    assert main(["binary", "train", "--profile", "demo", "--steps", "2", "--alpha", "0", "--pretext", str(pre),
-                 "--out", str(run), "--quiet"]) == 0
+    assert main(["binary", "train", "--profile", "demo", "--steps", "2", "--alpha", "0", "--seed", "3",
+                 "--pretext", str(pre), "--out", str(run), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "kept for validation" in out and (run / "last.pt").is_file()
     from exifkit.train import load_checkpoint
 
     state = load_checkpoint(run / "last.pt")
     assert state["step"] == 2 and state["config"]["alpha"] == 0 and state["precision_used"] in ("bf16", "fp32")
+    assert state["config"]["seed"] == 3
+
+
+def test_another_seeds_binary_run_goes_beside_the_profiles_own(tmp_path):
+    from exifkit.cli import binary_run_folder
+    from exifkit.config import load_profile
+
+    profile = load_profile("demo")
+    own = binary_run_folder(tmp_path, profile.binary_config(alpha=0.05), profile)
+    other = binary_run_folder(tmp_path, profile.binary_config(alpha=0.05, seed=profile.seed + 1), profile)
+    assert own == tmp_path / "binary" / "alpha=0.05"  # where notebooks 04-05 read it
+    assert other == tmp_path / "binary" / f"alpha=0.05,seed={profile.seed + 1}"
 
 
 def test_exif_card_refuses_what_is_not_a_folder_of_images(tmp_path, demo_camera_paths, capsys):
