@@ -47,16 +47,14 @@ class FeatureSet:
 
 def feature_set(extractor, samples: list[Sample], store, cache_root: Path, max_patches: int | None,
                 protocol=None):
-    """(FeatureSet, FailureReport): features of the ``samples`` that load, under ``protocol``, through the
-    shared feature cache; those that do not are left out and reported, as the evaluation tables do."""
-    from .features import FeatureCache, cache_tag, extract_features, weights_hash
+    """(FeatureSet, FailureReport): features of the ``samples`` that load, under ``protocol``, from the cache
+    the one-class notebook fills; those that do not load are left out and reported, as the tables do."""
+    from .oneclass import extractor_features
 
-    cache = FeatureCache(cache_root, weights_hash(extractor),
-                         cache_tag("feature", extractor.config.patch_size, max_patches, protocol))
-    transform = None if protocol is None else (lambda image, sample: protocol(image, sample))
-    feats, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
-                                           transform=transform, progress=False)
-    return FeatureSet([s for s, loaded in zip(samples, ok) if loaded], feats), failures
+    feats, failures, _ = extractor_features(extractor, samples, store, cache_root, max_patches, progress=False,
+                                            protocol=protocol)
+    kept = [s for s in samples if s.key in feats]
+    return FeatureSet(kept, np.stack([feats[s.key] for s in kept])), failures
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, strength: float):
