@@ -200,12 +200,12 @@ def paired_difference(suite, a: dict[str, float], b: dict[str, float], bootstrap
             continue
         ri = rng.integers(len(reals), size=(bootstrap, len(reals)))
         fi = rng.integers(len(fakes), size=(bootstrap, len(fakes)))
-        diff = []
+        point, draws = [], []
         for scores in (a, b):
             r, f = np.array([scores[k] for k in reals]), np.array([scores[k] for k in fakes])
-            diff.append((_rank_auc(r, f), _rank_auc(r[ri], f[fi]) if bootstrap else None))
-        per_pair.append((pair.seen_in_training, diff[0][0] - diff[1][0],
-                         diff[0][1] - diff[1][1] if bootstrap else None))
+            point.append(_rank_auc(r, f))
+            draws.append(_rank_auc(r[ri], f[fi]))  # (bootstrap,), empty without draws
+        per_pair.append((pair.seen_in_training, point[0] - point[1], draws[0] - draws[1]))
     rows = []
     for name, keep in (("seen", lambda s: s), ("unseen", lambda s: not s), ("all", lambda s: True)):
         part = [p for p in per_pair if keep(p[0])]
@@ -213,8 +213,9 @@ def paired_difference(suite, a: dict[str, float], b: dict[str, float], bootstrap
             continue
         row = {"generators": name, "n": len(part), "auc difference": float(np.mean([p[1] for p in part]))}
         if bootstrap:
-            lo, hi = _interval(np.mean([p[2] for p in part], axis=0))
+            mean_draws = np.mean([p[2] for p in part], axis=0)
+            lo, hi = _interval(mean_draws)
             row["95% CI"] = f"[{lo:.3f}, {hi:.3f}]"
-            row["share of draws a ahead"] = float(np.mean(np.mean([p[2] for p in part], axis=0) > 0))
+            row["share of draws a ahead"] = float(np.mean(mean_draws > 0))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -119,7 +119,7 @@ def probe_table(extractors: dict, train_samples, validation_samples, suite, stor
     learning curves, stacked with an ``extractor`` column."""
     import pandas as pd
 
-    from .metrics import balanced_threshold, seen_unseen_means
+    from .metrics import seen_unseen_means
 
     rows, curves = [], []
     test_samples = suite.samples()
@@ -131,9 +131,8 @@ def probe_table(extractors: dict, train_samples, validation_samples, suite, stor
                 print(report.to_markdown())
         strength, by_strength = choose_strength(train, validation, config)
         probe = fit_probe(train.features, train.labels, strength)
-        threshold = balanced_threshold(validation.labels, probe.predict_proba(validation.features)[:, 1])
-        means = seen_unseen_means(suite, test.scores(probe.predict_proba(test.features)[:, 1]), threshold,
-                                  bootstrap, config.seed)
+        means = seen_unseen_means(suite, test.scores(probe.predict_proba(test.features)[:, 1]), 0.5,
+                                  bootstrap, config.seed)  # only the threshold-free AUC is reported
         row = {"extractor": name, "C": strength, "validation auc": by_strength[strength]}
         for _, m in means.iterrows():
             row[f"{m['generators']} auc"] = m["mean auc"]
