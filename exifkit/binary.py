@@ -459,14 +459,15 @@ def from_official(official) -> BinaryModel:
 
 
 def fake_probabilities(model: BinaryModel, samples: list[Sample], store: DataStore, cache_root: Path,
-                       max_patches: int | None, progress: bool = True, protocol=None):
+                       max_patches: int | None, progress: bool = True, protocol=None, memo=None):
     """P(fake) per sample from all its patches (cached by weights and protocol; None = the raw files)."""
     from .features import FeatureCache, cache_tag, extract_features, weights_hash
 
     tag = cache_tag("pfake", model.extractor.config.patch_size, max_patches, protocol)
     cache = FeatureCache(cache_root, "binary-" + weights_hash(model), tag)
     probs, ok, failures = extract_features(model.extractor, samples, store, max_patches=max_patches, cache=cache,
-                                           head=model.fake_probability_of, transform=protocol, progress=progress)
+                                           head=model.fake_probability_of, transform=protocol, progress=progress,
+                                           memo=memo)
     return {s.key: float(p[0]) for s, p in zip([s for s, o in zip(samples, ok) if o], probs)}, failures
 
 

@@ -21,6 +21,7 @@ EPILOG = """examples:
   exifkit exif card demo --out results/demo       the EXIF card of a profile's camera photos
   exifkit pretext train --profile demo --resume   (re)start EXIF pretext training
   exifkit reproduce --profile demo                run the notebooks into results/demo/
+  exifkit study scaling --profile extended        the data-scaling study (resumable)
   exifkit detect ~/photos --json                  score your own images with the reference bundle
   exifkit binary train --profile extended         train the binary detector against the pretext extractor
   exifkit bundle refit --reals ~/my_photos --from results/extended/bundle --out my_bundle
@@ -240,6 +241,22 @@ def binary_run_folder(results: Path, config, profile) -> Path:
     (``alpha=A,seed=S``), so measuring the spread over seeds never overwrites the profile's run."""
     name = f"alpha={config.alpha:g}"
     return results / "binary" / (name if config.seed == profile.seed else f"{name},seed={config.seed}")
+
+
+def cmd_study_scaling(args) -> int:
+    from .scaling import ScalingConfig, run_study, save_study
+
+    profile = load_profile(args.profile)
+    store = data_store(profile, mirrors=args.mirror)
+    out = args.out or profile.results_dir() / "scaling"
+    result = run_study(profile, store, out, fake_axis_too=not args.no_fake_axis, score=not args.train_only,
+                       progress=not args.quiet)
+    if result is None:
+        print(f"trained every run under {out}; score them with the same command without --train-only")
+        return 0
+    paths = save_study(result, ScalingConfig.from_profile(profile), out)
+    print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+    return 0
 
 
 def cmd_binary_train(args) -> int:
@@ -484,6 +501,20 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="CSV on standard output")
     det.set_defaults(func=cmd_detect)
 
+    study = sub.add_parser("study", help="studies across many runs (resumable; finished runs are skipped)")
+    ssub = study.add_subparsers(dest="study_command", required=True, metavar="STUDY")
+    sc = ssub.add_parser("scaling", help="the data-scaling study: nested camera-photo subsets x seeds, each scored "
+                                         "against random init, and the generated-image axis",
+                         description="Reads the profile's [study.scaling] table; writes runs.csv, fit.csv and "
+                                     "fit.md under OUT. Interrupt it at any point: a rerun resumes.")
+    sc.add_argument("--profile", default="demo", choices=available_profiles())
+    sc.add_argument("--out", type=Path, default=None, help="study folder (default results/<profile>/scaling)")
+    sc.add_argument("--train-only", action="store_true", help="train every run, score nothing yet")
+    sc.add_argument("--no-fake-axis", action="store_true", help="skip the generated-image axis")
+    sc.add_argument("--mirror", action="append", default=[], type=Path, metavar="DIR")
+    sc.add_argument("--quiet", action="store_true")
+    sc.set_defaults(func=cmd_study_scaling)
+
     rep = sub.add_parser("reproduce", help="run the numbered notebooks with papermill into results/<profile>/")
     rep.add_argument("--profile", default="demo", choices=available_profiles())
     rep.add_argument("--notebooks", nargs="*", metavar="NN", help="only these notebooks (e.g. 00 01)")
@@ -526,7 +557,8 @@ def main(argv=None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        command = " ".join(v for k in ("command", "action", "binary_command", "bundle_command", "course_command")
+        command = " ".join(v for k in ("command", "action", "binary_command", "bundle_command", "course_command",
+                                                    "study_command")
                            if isinstance(v := getattr(args, k, None), str))
         print(f"exifkit {command}: {exc}", file=sys.stderr)
         return 2

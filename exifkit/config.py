@@ -44,6 +44,7 @@ class Profile:
     evaluation: dict = field(default_factory=dict)  # seen_generators, eval_max_patches, bootstrap
     oneclass: dict = field(default_factory=dict)  # keyword arguments of exifkit.oneclass.OneClassConfig
     binary: dict = field(default_factory=dict)  # keyword arguments of exifkit.binary.BinaryConfig
+    study: dict = field(default_factory=dict)  # studies by name, e.g. scaling: exifkit.scaling.ScalingConfig
     root: Path = field(default_factory=Path.cwd)
 
     def manifest_path(self) -> Path:
@@ -118,7 +119,7 @@ def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
     with path.open("rb") as fh:
         raw = tomllib.load(fh)
     unknown = set(raw) - {"name", "description", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif", "pretext",
-                           "evaluation", "oneclass", "binary"}
+                           "evaluation", "oneclass", "binary", "study"}
     if unknown:
         raise SettingError(f"{path}: unknown key(s) {sorted(unknown)}")
     return Profile(
@@ -130,6 +131,7 @@ def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
         evaluation=dict(raw.get("evaluation", {})),
         oneclass=dict(raw.get("oneclass", {})),
         binary=dict(raw.get("binary", {})),
+        study=dict(raw.get("study", {})),
         root=root or find_root(),
     )
 

@@ -66,6 +66,23 @@ class FeatureCache:
         tmp.replace(self.path(key))
 
 
+class PixelMemo:
+    """Decoded pixels, after the protocol, kept in memory by (sample, protocol): a study that scores many
+    networks on the same images decodes and re-encodes each image once, not once per network."""
+
+    def __init__(self):
+        self._pixels: dict[tuple[str, str], np.ndarray] = {}
+
+    def pixels(self, sample: Sample, store: DataStore, transform=None) -> np.ndarray:
+        key = (sample.key, getattr(transform, "key", "raw") if transform is not None else "raw")
+        if key not in self._pixels:
+            image = load_sample(sample, store)
+            image = transform(image, sample) if transform is not None else image
+            image.setflags(write=False)
+            self._pixels[key] = image
+        return self._pixels[key]
+
+
 def prefetched(fn: Callable, items: Sequence, depth: int) -> Iterator[tuple[object, object]]:
     """``(item, fn(item))`` in order, computed ``depth`` items ahead on a background thread, so image
     decoding (which releases the GIL) overlaps with the network. An exception is yielded in place
@@ -169,7 +186,8 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
                      cache: FeatureCache | None = None,
                      transform: Callable[[np.ndarray, Sample], np.ndarray] | None = None,
                      head: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_patches: int = 64,
-                     prefetch: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray, FailureReport]:
+                     prefetch: int = 2, progress: bool = True,
+                     memo: PixelMemo | None = None) -> tuple[np.ndarray, np.ndarray, FailureReport]:
     """Features (n_ok, D) of every patch of each sample, a boolean mask of which samples succeeded,
     and the failures.
 
@@ -177,7 +195,8 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
     ``transform`` (a perturbation) is applied to the decoded pixels before patching; its identity must
     be part of the cache protocol. In the fast mode, patches of several images are batched and the
     next ``prefetch`` images are decoded while the network runs; the reference mode of the extractor
-    decodes and encodes one image at a time, the plain baseline the benchmarks compare against.
+    decodes and encodes one image at a time, the plain baseline the benchmarks compare against. A ``memo``
+    keeps the decoded pixels for the next extractor.
     """
     size = extractor.config.patch_size
     feats: dict[int, np.ndarray] = {}
@@ -189,6 +208,8 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
             cache.put(samples[i].key, value)
 
     def decode(i: int) -> np.ndarray:
+        if memo is not None:
+            return grid_patches(memo.pixels(samples[i], store, transform), size, max_patches)
         image = load_sample(samples[i], store)
         if transform is not None:
             image = transform(image, samples[i])

@@ -257,7 +257,7 @@ class OneClassDetector:
 
 
 def extractor_features(extractor, samples, store, cache_root: Path, max_patches: int | None, progress: bool = True,
-                       protocol=None):
+                       protocol=None, memo=None):
     """Image features of ``samples`` keyed by sample key (cached by weights and protocol). ``protocol``
     (a :class:`~exifkit.perturb.Protocol`) is applied to the pixels first: None is the raw files."""
     from .features import FeatureCache, cache_tag, extract_features, weights_hash
@@ -265,7 +265,7 @@ def extractor_features(extractor, samples, store, cache_root: Path, max_patches:
     tag = cache_tag("feature", extractor.config.patch_size, max_patches, protocol)
     cache = FeatureCache(cache_root, "extractor-" + weights_hash(extractor), tag)
     feats, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
-                                           transform=protocol, progress=progress)
+                                           transform=protocol, progress=progress, memo=memo)
     kept = [s for s, o in zip(samples, ok) if o]
     return {s.key: f for s, f in zip(kept, feats)}, failures, cache
 

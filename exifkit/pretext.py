@@ -41,6 +41,8 @@ class PretextConfig:
     steps: int = 1000
     batch_pairs: int = 64  # per process
     lr: float = 1e-4
+    # Decoupled weight decay (AdamW) when above 0; 0 keeps the authors' plain Adam.
+    weight_decay: float = 0.0
     n_patches: int = 16
     ties_label: float | None = 1.0  # None: tied pairs are masked out instead
     tag_weights: dict[str, float] = field(default_factory=dict)  # default weight 1
@@ -212,6 +214,47 @@ def pretext_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, 
 
 
 @dataclass
+class LossMonitor:
+    """Photos whose pretext loss is logged every ``every`` steps (``heldout_loss.csv``): fixed pairs and
+    patches drawn once from ``seed``, all 14 tags unweighted and ``n_patches`` per side whatever the run
+    trains with, so runs with other tag weights or patch counts are compared on the same number. With
+    ``keep_lowest`` (a set's name) the step with the lowest loss there is kept in ``lowest_loss.pt``."""
+
+    sets: dict[str, PhotoSet]
+    every: int = 50
+    pairs: int = 64
+    n_patches: int = 16
+    seed: int = 0
+    keep_lowest: str | None = None
+
+    def batches(self, photos: PhotoSet, patch_size: int, batch: int = 16) -> list[dict]:
+        n = len(photos)
+        rng = np.random.default_rng([self.seed, 11])
+        first = np.arange(self.pairs) % n
+        second = rng.integers(n, size=self.pairs)
+        out = []
+        for lo in range(0, self.pairs, batch):
+            idx = range(lo, min(lo + batch, self.pairs))
+            out.append(make_batch(photos, [int(first[i]) for i in idx], [int(second[i]) for i in idx],
+                                  [[self.seed, 12, i] for i in idx], self.n_patches, patch_size))
+        return out
+
+
+@torch.no_grad()
+def monitored_loss(model: nn.Module, batches: list[dict], precision: str = "fp32") -> float:
+    """Mean unweighted pretext loss of fixed batches (model left in eval mode; the caller restores train)."""
+    model.eval()
+    total, n = 0.0, 0
+    for batch in batches:
+        with autocast(batch["x1"].device, precision):
+            out1, out2 = model(batch["x1"], batch["x2"])
+        loss, _ = pretext_loss([o.float() for o in out1], [o.float() for o in out2], batch)
+        total += loss.item() * len(batch["x1"])
+        n += len(batch["x1"])
+    return total / n
+
+
+@dataclass
 class TrainResult:
     checkpoint: Path
     metrics: Path
@@ -249,12 +292,13 @@ def _batches(photos, config: PretextConfig, start: int, ctx, device):
 
 
 def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bool = False,
-                  progress: bool = True, validation: PhotoSet | None = None) -> TrainResult:
+                  progress: bool = True, validation: PhotoSet | None = None,
+                  monitor: LossMonitor | None = None) -> TrainResult:
     """Train (or continue) a pretext run on a :class:`PhotoSet` in memory or a packed collection
     (:class:`exifkit.data.shards.Shards`, streamed); checkpoints ``out_dir/last.pt`` every
     ``checkpoint_every`` steps.
     With ``validation`` photos, scores them every ``validate_every`` steps (``validation.csv``) and keeps
-    the best step's weights in ``best.pt``."""
+    the best step's weights in ``best.pt``. With a ``monitor``, logs the loss of its photos along the way."""
     from .progress import progress_bar as tqdm
 
     out = Path(out_dir)
@@ -269,7 +313,8 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
     vocabularies = photos.labels.vocabularies if isinstance(photos, PhotoSet) else photos.vocabularies()
     sizes = head_sizes({k: len(v.classes) for k, v in vocabularies.items()})
     model = PretextModel(config.extractor, sizes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+                 if config.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=config.lr))
     ckpt_path = out / "last.pt"
     start = resume_state(ckpt_path, model, optimizer, config.to_dict(), PretextConfig().to_dict()) if resume else 0
     earlier = run_segments(ckpt_path, start)
@@ -283,7 +328,25 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
     val_log = MetricsLog(out / "validation.csv", ["step", "score"] + [t.name for t in TAGS],
                          resume_step=start if resume else None) if (ctx.is_main and validation is not None) else None
     if ctx.is_main and not start:
-        (out / "best.pt").unlink(missing_ok=True)  # a fresh run never inherits an earlier run's best step
+        for stale in ("best.pt", "lowest_loss.pt"):  # a fresh run never inherits an earlier run's best step
+            (out / stale).unlink(missing_ok=True)
+    monitored = {}
+    if monitor is not None and ctx.is_main:
+        monitored = {name: monitor.batches(p, config.extractor.patch_size)
+                     for name, p in monitor.sets.items() if len(p)}
+        monitor_log = MetricsLog(out / "heldout_loss.csv", ["step", *monitored], resume_step=start if resume else None)
+
+    def watch(step: int):
+        if not monitored:
+            return
+        losses = {name: monitored_loss(model, b, precision) for name, b in monitored.items()}
+        model.train()
+        monitor_log.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
+        if monitor.keep_lowest in losses:
+            keep_if_best(out / "lowest_loss.pt", -losses[monitor.keep_lowest],
+                         {"step": step, "model": model.state_dict(), "config": config.to_dict(),
+                          "head_sizes": list(sizes), "vocabularies": _vocab_lists(vocabularies),
+                          "kept_on": f"lowest {monitor.keep_lowest} loss"})
 
     def validate(step: int):
         if val_log is None or not len(validation):
@@ -305,6 +368,8 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
                                         "head_sizes": list(sizes), "segments": earlier + [[start, step]],
                                         "vocabularies": _vocab_lists(vocabularies)})
 
+    if not start:
+        watch(0)
     net.train()
     t0, window_t, window_pairs = time.perf_counter(), time.perf_counter(), 0
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="pretext",
@@ -325,6 +390,8 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
         if validation is not None and config.validate_every and (done % config.validate_every == 0
                                                                    or done == config.steps):
             validate(done)
+        if monitored and (done % monitor.every == 0 or done == config.steps):
+            watch(done)
         if done % config.checkpoint_every == 0 or done == config.steps:
             checkpoint(done)
     batches.close()  # stops the DataLoader workers of a streamed run
@@ -377,36 +444,56 @@ def image_outputs(model: PretextModel, photos: PhotoSet, max_patches: int) -> li
     return [np.stack([r[j] for r in rows]) for j in range(len(rows[0]))] if rows else []
 
 
-def evaluate_pretext(model: PretextModel, heldout: PhotoSet, train_labels: ExifLabels,
-                     max_patches: int = 64) -> pd.DataFrame:
-    """Per tag: held-out accuracy (categorical) or pairwise ranking accuracy on informative pairs
-    (ranked), next to the baseline a model without image information would reach."""
-    outs = image_outputs(model.eval(), heldout, max_patches)
+def majority_classes(train_labels: ExifLabels) -> np.ndarray:
+    """Per categorical tag, the most frequent class of the training photos (-1 where none is known):
+    what a model without image information would answer."""
+    out = []
+    for j in range(train_labels.categorical.shape[1]):
+        y = train_labels.categorical[:, j]
+        y = y[y != MISSING_CLASS]
+        out.append(np.bincount(y).argmax() if len(y) else -1)
+    return np.array(out)
+
+
+def tag_scores(outs: list[np.ndarray], labels: ExifLabels, majority: np.ndarray, idx: np.ndarray | None = None):
+    """Per tag (in ``TAGS`` order) of the photos ``idx`` (all by default; repeats allowed, as a bootstrap
+    draw makes them): (score, baseline, evaluated). Categorical: accuracy against the share the majority
+    class gets; ranked: pairwise ranking accuracy on informative pairs (values differ) against 0.5."""
+    idx = np.arange(len(labels.paths)) if idx is None else np.asarray(idx)
     cat_col = {t.name: i for i, t in enumerate(categorical_tags())}
     rank_col = {t.name: i for i, t in enumerate(ranked_tags())}
     rows = []
     for j, t in enumerate(TAGS):
         if t.name in cat_col:
-            y = heldout.labels.categorical[:, cat_col[t.name]]
+            c = cat_col[t.name]
+            y = labels.categorical[idx, c]
             ok = y != MISSING_CLASS
-            train_y = train_labels.categorical[:, cat_col[t.name]]
-            train_y = train_y[train_y != MISSING_CLASS]
-            majority = np.bincount(train_y).argmax() if len(train_y) else -1
-            pred = outs[j].argmax(axis=1) if outs else np.array([])
-            rows.append({"tag": t.name, "kind": t.kind, "metric": "accuracy", "evaluated": int(ok.sum()),
-                         "score": float((pred[ok] == y[ok]).mean()) if ok.any() else math.nan,
-                         "baseline": float((y[ok] == majority).mean()) if ok.any() else math.nan,
-                         "baseline_kind": "majority class of the training photos"})
+            pred = outs[j][idx].argmax(axis=1) if outs else np.array([])
+            rows.append((float((pred[ok] == y[ok]).mean()) if ok.any() else math.nan,
+                         float((y[ok] == majority[c]).mean()) if ok.any() else math.nan, int(ok.sum())))
         else:
-            v = heldout.labels.ranked[:, rank_col[t.name]]
-            s = outs[j] if outs else np.array([])
+            v = labels.ranked[idx, rank_col[t.name]]
+            s = outs[j][idx] if outs else np.array([])
             i1, i2 = np.triu_indices(len(v), k=1)
             informative = ~np.isnan(v[i1]) & ~np.isnan(v[i2]) & (v[i1] != v[i2])
             a, b = i1[informative], i2[informative]
-            correct = np.sign(s[a] - s[b]) == np.sign(v[a] - v[b]) if len(a) else np.array([])
-            rows.append({"tag": t.name, "kind": t.kind, "metric": "pairwise ranking accuracy",
-                         "evaluated": int(len(a)), "score": float(correct.mean()) if len(a) else math.nan,
-                         "baseline": 0.5, "baseline_kind": "chance on informative pairs"})
+            correct = np.sign(s[a] - s[b]) == np.sign(v[a] - v[b])
+            rows.append((float(correct.mean()) if len(a) else math.nan, 0.5, int(len(a))))
+    return rows
+
+
+def evaluate_pretext(model: PretextModel, heldout: PhotoSet, train_labels: ExifLabels,
+                     max_patches: int = 64) -> pd.DataFrame:
+    """Per tag: held-out accuracy (categorical) or pairwise ranking accuracy on informative pairs
+    (ranked), next to the baseline a model without image information would reach."""
+    outs = image_outputs(model.eval(), heldout, max_patches)
+    scores = tag_scores(outs, heldout.labels, majority_classes(train_labels))
+    rows = [{"tag": t.name, "kind": t.kind,
+             "metric": "accuracy" if t.kind == "categorical" else "pairwise ranking accuracy",
+             "evaluated": n, "score": score, "baseline": baseline,
+             "baseline_kind": "majority class of the training photos" if t.kind == "categorical"
+             else "chance on informative pairs"}
+            for t, (score, baseline, n) in zip(TAGS, scores)]
     table = pd.DataFrame(rows)
     table["gain"] = table["score"] - table["baseline"]
     return table
@@ -433,6 +520,6 @@ def run_pretext(paths, records, config: PretextConfig, out_dir: str | Path, labe
     return result, table, train, heldout
 
 
-__all__ = ["PretextConfig", "PhotoSet", "PretextModel", "TrainResult", "evaluate_pretext", "load_photos",
-           "load_pretext", "make_batch", "trained_checkpoint", "pair_batch", "pretext_loss", "pretext_step", "ranking_loss", "run_pretext",
-           "split_indices", "train_pretext"]
+__all__ = ["LossMonitor", "PretextConfig", "PhotoSet", "PretextModel", "TrainResult", "evaluate_pretext", "load_photos",
+           "load_pretext", "majority_classes", "make_batch", "monitored_loss", "trained_checkpoint", "pair_batch", "pretext_loss", "pretext_step", "ranking_loss", "run_pretext",
+           "split_indices", "tag_scores", "train_pretext"]

@@ -378,3 +378,90 @@ def probe_curve_figure(curve: pd.DataFrame):
     axes[0].set_ylabel("mean test ROC-AUC")
     fig.tight_layout()
     return fig
+
+
+def scaling_figure(runs: pd.DataFrame, fit: pd.DataFrame, metrics, targets=(0.8, 0.9), extrapolate_to: float | None = None):
+    """Each metric against camera photos (log axis): every seed's run with its bootstrap interval, the
+    mean over seeds, the random-init band (mean of its seeds' intervals), and the fitted line, drawn on
+    to ``extrapolate_to`` photos (or where the fit reaches a target) where its slope interval excludes 0."""
+    metrics = [m for m in metrics if m in set(runs["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False)
+    trained, random = runs[runs["photos"] > 0], runs[runs["photos"] == 0]
+    fits = fit.set_index("metric")
+    for ax, metric in zip(axes[0], metrics):
+        part = trained[trained["metric"] == metric]
+        for k, (seed, sub) in enumerate(part.groupby("seed")):
+            x = sub["photos"] * 2 ** (0.04 * (k - 0.5))  # seeds side by side
+            ax.errorbar(x, sub["value"], yerr=[sub["value"] - sub["ci_low"], sub["ci_high"] - sub["value"]],
+                        fmt="o", ms=4, capsize=2, alpha=0.8, label=f"seed {seed}")
+        mean = part.groupby("photos")["value"].mean()
+        ax.plot(mean.index, mean.values, c="k", lw=1, label="mean over seeds")
+        rand = random[random["metric"] == metric]
+        if len(rand):
+            ax.axhspan(rand["ci_low"].mean(), rand["ci_high"].mean(), color="grey", alpha=0.2, label="random init (95 %)")
+            ax.axhline(rand["value"].mean(), c="grey", lw=1)
+        if metric in fits.index and np.isfinite(fits.loc[metric, "slope"]):
+            f = fits.loc[metric]
+            right = part["photos"].max()
+            excludes_zero = f["slope_low"] > 0 or f["slope_high"] < 0
+            if excludes_zero:
+                reach = [f.get(f"photos for {t:g}", np.nan) for t in targets]
+                right = max([right, extrapolate_to or 0] + [r for r in reach if np.isfinite(r) and r < 1e7])
+            xs = np.geomspace(part["photos"].min(), right, 50)
+            ax.plot(xs, f["intercept"] + f["slope"] * np.log2(xs), c="C3", ls="--" if excludes_zero else ":",
+                    label=f"fit: {f['slope']:+.3f} [{f['slope_low']:+.3f}, {f['slope_high']:+.3f}] per doubling")
+            if excludes_zero:
+                for t in targets:
+                    if np.isfinite(f.get(f"photos for {t:g}", np.nan)) and f[f"photos for {t:g}"] <= right:
+                        ax.axhline(t, c="C3", lw=0.5)
+                        ax.annotate(f"{t:g} at ~{f[f'photos for {t:g}']:,.0f} photos", (f[f"photos for {t:g}"], t),
+                                    fontsize=7, ha="right", va="bottom")
+        ax.set_xscale("log", base=2)
+        sizes = sorted(part["photos"].unique())
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("camera photos (pretext training)")
+        ax.set_title(metric, fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves_figure(losses: pd.DataFrame, sets=("validation", "held-out", "unseen models")):
+    """Pretext loss of the fixed monitored pairs against training step, one line per subset size (mean over
+    seeds): where a small subset's curve turns up, it has started to memorise its photos."""
+    sets = [s for s in sets if s in losses]
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.6 * len(sets), 3.2), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        for size, sub in losses.groupby("photos"):
+            curve = sub.groupby("step")[name].agg(["mean", "min", "max"])
+            line, = ax.plot(curve.index, curve["mean"], label=f"{size} photos")
+            ax.fill_between(curve.index, curve["min"], curve["max"], color=line.get_color(), alpha=0.15)
+        ax.set_title(f"{name} photos", fontsize=9)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel("pretext loss (all 14 tags)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fake_axis_figure(fakes: pd.DataFrame):
+    """Probe and binary detector against the number of generated training images (log axis), extractor
+    fixed, with bootstrap intervals; one panel per generator group."""
+    groups = [g for g in ("seen", "unseen") if fakes["metric"].str.contains(g).any()]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), sharey=True, squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        for detector, sub in fakes[fakes["metric"].str.contains(f"{group} generators")].groupby("detector"):
+            ax.errorbar(sub["training fakes"], sub["value"], yerr=[sub["value"] - sub["ci_low"], sub["ci_high"] - sub["value"]],
+                        marker="o", capsize=3, label=detector)
+        ax.axhline(0.5, c="grey", ls="--", lw=1)
+        ax.set_xscale("log", base=2)
+        counts = sorted(fakes["training fakes"].unique())
+        ax.set_xticks(counts, [str(n) for n in counts])
+        ax.minorticks_off()
+        ax.set_xlabel("generated training images")
+        ax.set_title(f"{group} generators", fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("mean test ROC-AUC (format-aligned)")
+    fig.tight_layout()
+    return fig

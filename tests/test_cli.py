@@ -141,3 +141,9 @@ def test_the_paper_profile_refuses_to_train_from_memory(capsys, tmp_path):
 
     with pytest.raises(SettingError, match="packed collection"):
         train_pretext(load_profile("paper").pretext_config(), PhotoSet([], [], None), tmp_path)
+
+
+def test_study_scaling_names_a_profile_without_a_study_in_one_line(capsys, tmp_path):
+    assert main(["study", "scaling", "--profile", "paper", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "exifkit study scaling: profile paper defines no [study.scaling] table (see the extended profile's)"

@@ -37,7 +37,7 @@ def _coding(notebooks):
 
 def test_every_notebook_has_two_exercises_and_the_course_has_fourteen_of_every_kind(notebooks):
     counts = {name: len(exercises(nb, name)) for name, nb in notebooks.items()}
-    assert len(counts) == 6 and min(counts.values()) >= 2, counts
+    assert len(counts) == 7 and min(counts.values()) >= 2, counts
     assert sum(counts.values()) >= 14, counts
     kinds = {ex.kind for name, nb in notebooks.items() for ex in exercises(nb, name)}
     assert kinds == set(KINDS)

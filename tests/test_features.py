@@ -97,3 +97,24 @@ def test_the_raw_protocol_and_no_protocol_share_one_cache_entry():
     tags = {cache_tag("feature", 64, 16, p) for p in protocols.values()}
     assert len(tags) == len(protocols)
     assert cache_tag("pfake", 64, 16) != cache_tag("feature", 64, 16) != cache_tag("feature", 64, 64)
+
+
+def test_a_pixel_memo_decodes_each_image_once_for_many_extractors_and_changes_no_feature(demo_store, monkeypatch):
+    import exifkit.features as features
+    from exifkit.features import PixelMemo
+    from exifkit.perturb import load_protocols
+
+    samples = _samples(demo_store, 4)
+    protocol = load_protocols()["aligned_jpeg95"]
+    torch.manual_seed(0)
+    a, b = Extractor(TINY).eval(), Extractor(TINY).eval()
+    plain = [extract_features(m, samples, demo_store, max_patches=8, transform=protocol, progress=False)[0]
+             for m in (a, b)]
+    real, decoded = features.load_sample, []
+    monkeypatch.setattr(features, "load_sample", lambda s, st: decoded.append(s.key) or real(s, st))
+    memo = PixelMemo()
+    shared = [extract_features(m, samples, demo_store, max_patches=8, transform=protocol, progress=False, memo=memo)[0]
+              for m in (a, b)]
+    assert sorted(decoded) == sorted(s.key for s in samples)  # once each, not once per extractor
+    for p, s in zip(plain, shared):
+        np.testing.assert_array_equal(p, s)

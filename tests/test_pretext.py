@@ -204,3 +204,27 @@ def test_a_one_class_vocabulary_stays_a_classification_head():
     batch = {"cat1": torch.zeros(3, 7, dtype=torch.long), "rank1": torch.ones(3, 7), "rank2": torch.ones(3, 7)}
     total, per_tag = pretext_loss(outs, outs, batch)
     assert per_tag["Make"].item() == 0.0 and torch.isfinite(total)
+
+
+def test_loss_monitor_logs_fixed_pairs_from_step_0_and_keeps_the_lowest_step(tmp_path, photos, demo_camera_paths):
+    from exifkit.pretext import LossMonitor
+
+    paths = demo_camera_paths[24:30]
+    watched = load_photos(paths, read_many(paths), max_side=64, vocabularies=photos.labels.vocabularies)
+    monitor = LossMonitor({"validation": watched}, every=2, pairs=5, n_patches=2, keep_lowest="validation")
+    a = monitor.batches(watched, TINY.patch_size, batch=2)
+    b = monitor.batches(watched, TINY.patch_size, batch=2)
+    assert [len(x["x1"]) for x in a] == [2, 2, 1] and all(torch.equal(x["x1"], y["x1"]) for x, y in zip(a, b))
+    train_pretext(_config(), photos, tmp_path, progress=False, monitor=monitor)
+    log = np.genfromtxt(tmp_path / "heldout_loss.csv", delimiter=",", names=True)
+    assert log["step"].tolist() == [0, 2, 4, 6] and np.isfinite(log["validation"]).all()
+    kept = load_checkpoint(tmp_path / "lowest_loss.pt")
+    assert kept["step"] == int(log["step"][np.argmin(log["validation"])])
+
+
+def test_weight_decay_switches_to_decoupled_adamw(tmp_path, photos):
+    train_pretext(_config(weight_decay=0.1), photos, tmp_path / "wd", progress=False)
+    train_pretext(_config(), photos, tmp_path / "plain", progress=False)
+    groups = {k: load_checkpoint(tmp_path / k / "last.pt")["optimizer"]["param_groups"][0] for k in ("wd", "plain")}
+    assert groups["wd"]["weight_decay"] == 0.1 and groups["wd"].get("decoupled_weight_decay", True)
+    assert groups["plain"]["weight_decay"] == 0

@@ -18,7 +18,7 @@ def test_demo_notebooks_run_end_to_end(root, tmp_path):
     # notebooks 02 and 04 train on a shortened budget here; `make reproduce` runs the profile's
     result = run_notebooks(load_profile("demo", root=root), output_dir=out, progress=False,
                            parameters={"steps": 30})
-    assert [r.status for r in result.records] == ["ok"] * 6
+    assert [r.status for r in result.records] == ["ok"] * 7
     card = json.loads((out / "exif_card.json").read_text())
     assert card["dataset"] == "demo" and len(card["tags"]) == 14
     for fig in ("contact_sheet", "tag_coverage", "categorical_tags", "ranked_tags", "pair_balance",
@@ -51,6 +51,11 @@ def test_demo_notebooks_run_end_to_end(root, tmp_path):
         assert "TqdmWarning" not in text and "img/s]" not in text, executed.name
     assert '"name": "stdout"' in (out / "03_oneclass_gmm.ipynb").read_text()
     assert "gaussian_logpdf matches scipy" in (out / "03_oneclass_gmm.ipynb").read_text()
+    runs = (out / "scaling" / "runs.csv").read_text().splitlines()  # the miniature study, random init included
+    assert sum(",random init," in r for r in runs) and sum(",pretext," in r for r in runs)
+    assert "slope_interval matches" in (out / "06_data_scaling.ipynb").read_text()
+    for fig in ("scaling_own", "scaling", "scaling_heldout_loss", "scaling_fake_axis"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
 
 
 @pytest.mark.slow
