@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, roc_curve
 
 
 def _check(labels, scores):
@@ -45,8 +46,14 @@ def ap_real_positive(labels, scores) -> float:
 
 
 def roc_auc(labels, scores) -> float:
+    """Mann-Whitney form (ties count half): equal to scikit-learn's, without its input validation, which
+    dominated bootstrap intervals (thousands of AUCs per table)."""
     labels, scores = _check(labels, scores)
-    return float(roc_auc_score(labels, scores))
+    fakes = int(labels.sum())
+    reals = len(labels) - fakes
+    if not fakes or not reals:
+        raise ValueError("a ROC-AUC needs both real and fake images")
+    return float((rankdata(scores)[labels == 1].sum() - fakes * (fakes + 1) / 2) / (fakes * reals))
 
 
 def macro_auc(labels, scores, groups, pairing: dict | None = None) -> float:
@@ -96,15 +103,21 @@ def _interval(draws: np.ndarray) -> tuple[float, float]:
     return float(np.nanpercentile(draws, 2.5)), float(np.nanpercentile(draws, 97.5))
 
 
-def summarize(labels, scores, threshold: float, bootstrap: int = 0, seed: int = 0) -> Summary:
-    """All metrics at once, with percentile bootstrap 95 % intervals (resampling reals and fakes separately)."""
+METRICS = {"acc": lambda lab, sc, t: accuracy(lab, sc, t),
+           "real_acc": lambda lab, sc, t: class_accuracy(lab, sc, t, 0),
+           "fake_acc": lambda lab, sc, t: class_accuracy(lab, sc, t, 1),
+           "ap": lambda lab, sc, t: ap_fake_positive(lab, sc),
+           "ap_real_positive": lambda lab, sc, t: ap_real_positive(lab, sc),
+           "auc": lambda lab, sc, t: roc_auc(lab, sc),
+           "tpr@5%fpr": lambda lab, sc, t: tpr_at_fpr(lab, sc)}
+
+
+def summarize(labels, scores, threshold: float, bootstrap: int = 0, seed: int = 0, columns=tuple(METRICS)) -> Summary:
+    """The named metrics, with percentile bootstrap 95 % intervals (resampling reals and fakes separately)."""
     labels, scores = _check(labels, scores)
 
     def compute(lab, sc):
-        return {"acc": accuracy(lab, sc, threshold), "real_acc": class_accuracy(lab, sc, threshold, 0),
-                "fake_acc": class_accuracy(lab, sc, threshold, 1), "ap": ap_fake_positive(lab, sc),
-                "ap_real_positive": ap_real_positive(lab, sc), "auc": roc_auc(lab, sc),
-                "tpr@5%fpr": tpr_at_fpr(lab, sc)}
+        return {c: METRICS[c](lab, sc, threshold) for c in columns}
 
     values = compute(labels, scores)
     if not bootstrap:
@@ -119,13 +132,14 @@ def summarize(labels, scores, threshold: float, bootstrap: int = 0, seed: int = 
     return Summary(values, {k: _interval(a) for k, a in arrays.items()}, arrays)
 
 
-def _pair_summaries(suite, fake_scores: dict[str, float], threshold: float, bootstrap: int, seed: int):
+def _pair_summaries(suite, fake_scores: dict[str, float], threshold: float, bootstrap: int, seed: int, columns):
     out = []
     for pair in suite.pairs:
         reals = [fake_scores[s.key] for s in pair.reals if s.key in fake_scores]
         fakes = [fake_scores[s.key] for s in pair.fakes if s.key in fake_scores]
         labels = np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)]
-        out.append((pair, len(reals), len(fakes), summarize(labels, np.r_[reals, fakes], threshold, bootstrap, seed)))
+        out.append((pair, len(reals), len(fakes), summarize(labels, np.r_[reals, fakes], threshold, bootstrap, seed,
+                                                                columns)))
     return out
 
 
@@ -148,7 +162,7 @@ def suite_table(suite, fake_scores: dict[str, float], threshold: float, bootstra
     left out and counted."""
     import pandas as pd
 
-    summaries = _pair_summaries(suite, fake_scores, threshold, bootstrap, seed)
+    summaries = _pair_summaries(suite, fake_scores, threshold, bootstrap, seed, columns)
     rows = []
     for pair, n_real, n_fake, summary in summaries:
         row = {"generator": pair.generator, "seen": pair.seen_in_training, "reals": n_real, "fakes": n_fake}
@@ -166,7 +180,7 @@ def seen_unseen_means(suite, fake_scores: dict[str, float], threshold: float, bo
     """Means over the seen and over the unseen generators of a suite, with bootstrap intervals."""
     import pandas as pd
 
-    summaries = _pair_summaries(suite, fake_scores, threshold, bootstrap, seed)
+    summaries = _pair_summaries(suite, fake_scores, threshold, bootstrap, seed, columns)
     rows = []
     for group, flag in (("seen", True), ("unseen", False)):
         part = [s for s in summaries if s[0].seen_in_training == flag]

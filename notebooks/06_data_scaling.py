@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -23,9 +23,10 @@
 # > **Prerequisites.** Notebooks 02-04 (pretext training, the one-class detector, linear probes).
 # > Least squares; what a confidence interval is.
 # >
-# > **Run time.** About 90 s on two CPU cores for the demo profile (a miniature study: the demo's
-# > small network, 3 sizes, 1 seed). The extended study it then shows took about 90 minutes
-# > (`exifkit study scaling --profile extended`); its results are committed and only read here.
+# > **Run time.** About 55 s on two CPU cores for the demo profile (a miniature study: the demo's
+# > small network, 3 sizes, 1 seed). The extended study it then shows took about 90 minutes of
+# > training and 40 of scoring (`exifkit study scaling --profile extended`); its results are
+# > committed and only read here.
 # >
 # > **Exercises.** 6.1 (predict) the largest subset from the smaller ones; 6.2 (coding) the slope's
 # > interval; 6.3 (concept) what the interval leaves out.

@@ -27,6 +27,25 @@ def test_ranking_metrics_by_hand():
     assert metrics.ap_real_positive(few_reals, scores) == pytest.approx((1 + 2 / 5) / 2)
 
 
+def test_auc_matches_scikit_learn_with_ties_and_needs_both_classes():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.integers(0, 2, 40)
+        scores = rng.integers(0, 6, 40) / 5  # many ties
+        if len(set(labels)) == 2:
+            assert metrics.roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    with pytest.raises(ValueError, match="both real and fake"):
+        metrics.roc_auc([1, 1], [0.2, 0.3])
+
+
+def test_summary_computes_only_the_metrics_asked_for():
+    s = metrics.summarize(LABELS, SCORES, 0.5, bootstrap=50, seed=1, columns=("auc",))
+    assert set(s.values) == set(s.intervals) == {"auc"}
+    assert s.intervals["auc"] == metrics.summarize(LABELS, SCORES, 0.5, bootstrap=50, seed=1).intervals["auc"]
+
+
 def test_tpr_at_fpr():
     # at 0 % FPR only the fakes above the highest real (0.8) count; allowing that one real (20 %)
     # admits every fake above the next real (0.4)
