@@ -354,6 +354,15 @@ def generator_bars(table: pd.DataFrame, columns, title: str):
     return fig
 
 
+def _log2_counts(ax, counts, label: str):
+    """A log2 x axis ticked at exactly the counts measured, so doublings read as equal steps."""
+    ticks = sorted(pd.unique(counts))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(c) for c in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(label)
+
+
 def probe_curve_figure(curve: pd.DataFrame):
     """Mean test AUC of the linear probes against the number of training fakes (log scale), seen and
     unseen generators, one line per extractor; bars span the random subsets of each share."""
@@ -368,11 +377,7 @@ def probe_curve_figure(curve: pd.DataFrame):
             ax.errorbar(stats.index, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
                         marker="o", capsize=3, label=name)
         ax.axhline(0.5, c="grey", ls="--", lw=1)
-        ax.set_xscale("log", base=2)
-        counts = sorted(curve["training fakes"].unique())
-        ax.set_xticks(counts, [str(c) for c in counts])
-        ax.minorticks_off()
-        ax.set_xlabel("training fakes")
+        _log2_counts(ax, curve["training fakes"], "training fakes")
         ax.set_title(f"{group} generators")
         ax.legend(fontsize=7)
     axes[0].set_ylabel("mean test ROC-AUC")
@@ -416,11 +421,7 @@ def scaling_figure(runs: pd.DataFrame, fit: pd.DataFrame, metrics, targets=(0.8,
                         ax.axhline(t, c="C3", lw=0.5)
                         ax.annotate(f"{t:g} at ~{f[f'photos for {t:g}']:,.0f} photos", (f[f"photos for {t:g}"], t),
                                     fontsize=7, ha="right", va="bottom")
-        ax.set_xscale("log", base=2)
-        sizes = sorted(part["photos"].unique())
-        ax.set_xticks(sizes, [str(n) for n in sizes])
-        ax.minorticks_off()
-        ax.set_xlabel("camera photos (pretext training)")
+        _log2_counts(ax, part["photos"], "camera photos (pretext training)")
         ax.set_title(metric, fontsize=9)
         ax.legend(fontsize=6)
     fig.tight_layout()
@@ -455,11 +456,7 @@ def fake_axis_figure(fakes: pd.DataFrame):
             ax.errorbar(sub["training fakes"], sub["value"], yerr=[sub["value"] - sub["ci_low"], sub["ci_high"] - sub["value"]],
                         marker="o", capsize=3, label=detector)
         ax.axhline(0.5, c="grey", ls="--", lw=1)
-        ax.set_xscale("log", base=2)
-        counts = sorted(fakes["training fakes"].unique())
-        ax.set_xticks(counts, [str(n) for n in counts])
-        ax.minorticks_off()
-        ax.set_xlabel("generated training images")
+        _log2_counts(ax, fakes["training fakes"], "generated training images")
         ax.set_title(f"{group} generators", fontsize=9)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("mean test ROC-AUC (format-aligned)")
