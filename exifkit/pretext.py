@@ -330,6 +330,11 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
     if ctx.is_main and not start:
         for stale in ("best.pt", "lowest_loss.pt"):  # a fresh run never inherits an earlier run's best step
             (out / stale).unlink(missing_ok=True)
+    def weights(step: int) -> dict:
+        """What loading a kept step needs (``last.pt`` adds the state to resume from)."""
+        return {"step": step, "model": model.state_dict(), "config": config.to_dict(), "head_sizes": list(sizes),
+                "vocabularies": _vocab_lists(vocabularies)}
+
     monitored = {}
     if monitor is not None and ctx.is_main:
         monitored = {name: monitor.batches(p, config.extractor.patch_size)
@@ -344,9 +349,7 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
         monitor_log.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
         if monitor.keep_lowest in losses:
             keep_if_best(out / "lowest_loss.pt", -losses[monitor.keep_lowest],
-                         {"step": step, "model": model.state_dict(), "config": config.to_dict(),
-                          "head_sizes": list(sizes), "vocabularies": _vocab_lists(vocabularies),
-                          "kept_on": f"lowest {monitor.keep_lowest} loss"})
+                         {**weights(step), "kept_on": f"lowest {monitor.keep_lowest} loss"})
 
     def validate(step: int):
         if val_log is None or not len(validation):
@@ -356,17 +359,12 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
         score = validation_score(table)
         val_log.append({"step": step, "score": round(score, 5),
                         **{r.tag: round(r.score, 5) for r in table.itertuples()}})
-        keep_if_best(out / "best.pt", score, {"step": step, "model": model.state_dict(), "config": config.to_dict(),
-                                              "head_sizes": list(sizes),
-                                              "vocabularies": _vocab_lists(vocabularies)})
+        keep_if_best(out / "best.pt", score, weights(step))
 
     def checkpoint(step: int):
         if ctx.is_main:
-            save_checkpoint(ckpt_path, {"step": step, "model": model.state_dict(),
-                                        "optimizer": optimizer.state_dict(), "rng": rng_state(),
-                                        "config": config.to_dict(), "precision_used": precision,
-                                        "head_sizes": list(sizes), "segments": earlier + [[start, step]],
-                                        "vocabularies": _vocab_lists(vocabularies)})
+            save_checkpoint(ckpt_path, {**weights(step), "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                                        "precision_used": precision, "segments": earlier + [[start, step]]})
 
     if not start:
         watch(0)
