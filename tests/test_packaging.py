@@ -60,3 +60,17 @@ def test_notebooks_are_paired_in_sync_and_clean(root):
             f"{paired} differs from {src}: run `jupytext --sync {src}`"
         tags = [c.metadata.get("tags", []) for c in from_py.cells]
         assert sum("parameters" in t for t in tags) == 1, f"{src} needs one parameters cell"
+
+
+def test_python_floor_is_the_one_the_code_needs(root):
+    """requires-python, the conda pin and CI's interpreter say the same minor version, and every module
+    parses under that version's grammar; tomllib (3.11) is why the floor is not 3.10."""
+    import ast
+
+    spec = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]
+    floor = tuple(int(p) for p in re.fullmatch(r">=\s*(\d+)\.(\d+)", spec).groups())
+    assert floor == (3, 11)
+    assert re.search(rf"^\s+- python={floor[0]}\.{floor[1]}\s*$", (root / "environment.yml").read_text(), re.M)
+    assert sys.version_info[:2] >= floor
+    for path in (root / "exifkit").rglob("*.py"):
+        ast.parse(path.read_text(), filename=str(path), feature_version=floor)
