@@ -147,3 +147,15 @@ def test_study_scaling_names_a_profile_without_a_study_in_one_line(capsys, tmp_p
     assert main(["study", "scaling", "--profile", "paper", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "exifkit study scaling: profile paper defines no [study.scaling] table (see the extended profile's)"
+
+
+def test_data_pack_onto_a_file_is_one_line_naming_it(tmp_path, demo_camera_paths, capsys):
+    import shutil
+
+    (tmp_path / "photos").mkdir()
+    shutil.copy(demo_camera_paths[0], tmp_path / "photos")
+    (tmp_path / "file").write_text("x")
+    assert main(["data", "pack", str(tmp_path / "photos"), "--out", str(tmp_path / "file" / "sub"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "file/sub: cannot create the output folder (Not a directory)" in err and "Traceback" not in err

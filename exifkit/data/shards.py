@@ -15,6 +15,7 @@ interrupted shard is rewritten from scratch.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -36,6 +37,19 @@ EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF":
 
 class ShardError(UserError):
     pass
+
+
+@contextlib.contextmanager
+def _naming(path, action: str):
+    """An OSError or tar error while reading or writing ``path`` becomes a ShardError that names the file
+    and the cause (a full disk, a file where a folder should be, a truncated shard), not a traceback."""
+    try:
+        yield
+    except ShardError:
+        raise
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise ShardError(f"{path}: cannot {action} ({cause})") from exc
 
 
 class UnlabelledError(ImageLoadError):
@@ -65,6 +79,14 @@ class PackReport:
         return (f"{self.samples} samples in {self.shards} shards under {self.out} ({self.packed_now} written now, "
                 f"{self.shards - self.packed_now} already done); {len(self.failures)} file(s) could not be packed"
                 + (f", listed in {self.out / 'failures.csv'}" if self.failures else ""))
+
+
+def _read_json(path: Path) -> dict:
+    with _naming(path, "read"):
+        try:
+            return json.loads(path.read_text())
+        except ValueError as exc:
+            raise ShardError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def shard_name(i: int) -> str:
@@ -185,40 +207,54 @@ def _pack_shard(task) -> dict:
     scratch = tempfile.TemporaryDirectory(prefix="exifkit-pack-")
     tar_path, side = out / shard_name(index), out / (shard_name(index)[:-4] + ".json")
     partial = tar_path.with_suffix(".tar.partial")
-    samples, failures, counts = 0, [], {}
-    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tf:
-        for offset, item in enumerate(items):
-            try:
-                try:
-                    data = item.path.read_bytes()
-                except OSError as exc:
-                    raise path_error(item.path, exc) from exc
-                rec = _record(item, data, kind)  # EXIF from the file; pixels checked before any crop
-                data, transform = _lossless_crop(item, data, max_side, Path(scratch.name))
-                if transform:
-                    rec.update(transform=transform, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data),
-                               width=min(rec["width"], max_side), height=min(rec["height"], max_side))
-            except ImageLoadError as exc:
-                failures.append({"file": str(item.path), "cause": exc.cause, "detail": exc.detail})
-                continue
-            key = f"{first_key + offset:09d}"
-            ext = EXTENSIONS.get(rec["format"], "img")
-            for member, payload in ((f"{key}.{ext}", data), (f"{key}.json", json.dumps(rec).encode())):
-                info = tarfile.TarInfo(member)
-                info.size, info.mtime, info.mode = len(payload), 0, 0o644  # same bytes on every run
-                tf.addfile(info, io.BytesIO(payload))
-            for tag, value in (rec.get("exif") or {}).items():
-                if isinstance(value, str):
-                    counts.setdefault(tag, Counter())[value] += 1
-            samples += 1
-    scratch.cleanup()
-    os.replace(partial, tar_path)
+    try:
+        with _naming(partial, "write this shard"), tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tf:
+            samples, failures, counts = _write_samples(tf, items, kind, first_key, max_side, Path(scratch.name))
+        with _naming(tar_path, "finish this shard"):
+            os.replace(partial, tar_path)
+    except ShardError:
+        partial.unlink(missing_ok=True)  # never left to look like a shard; the rerun writes it afresh
+        raise
+    finally:
+        scratch.cleanup()
     record = {"shard": tar_path.name, "samples": samples, "bytes": tar_path.stat().st_size, "failures": failures,
               "categorical_counts": {k: dict(v) for k, v in counts.items()}}
     tmp = side.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, side)  # the shard counts as done from here on
+    with _naming(side, "write the shard's record"):
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, side)  # the shard counts as done from here on
     return record
+
+
+def _write_samples(tf: tarfile.TarFile, items: list[Item], kind: str, first_key: int, max_side: int | None,
+                   scratch: Path):
+    """Every usable item as a ``<key>.<ext>`` + ``<key>.json`` pair; (samples, failures, EXIF class counts)."""
+    samples, failures, counts = 0, [], {}
+    for offset, item in enumerate(items):
+        try:
+            try:
+                data = item.path.read_bytes()
+            except OSError as exc:
+                raise path_error(item.path, exc) from exc
+            rec = _record(item, data, kind)  # EXIF from the file; pixels checked before any crop
+            data, transform = _lossless_crop(item, data, max_side, scratch)
+            if transform:
+                rec.update(transform=transform, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data),
+                           width=min(rec["width"], max_side), height=min(rec["height"], max_side))
+        except ImageLoadError as exc:
+            failures.append({"file": str(item.path), "cause": exc.cause, "detail": exc.detail})
+            continue
+        key = f"{first_key + offset:09d}"
+        ext = EXTENSIONS.get(rec["format"], "img")
+        for member, payload in ((f"{key}.{ext}", data), (f"{key}.json", json.dumps(rec).encode())):
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime, info.mode = len(payload), 0, 0o644  # same bytes on every run
+            tf.addfile(info, io.BytesIO(payload))
+        for tag, value in (rec.get("exif") or {}).items():
+            if isinstance(value, str):
+                counts.setdefault(tag, Counter())[value] += 1
+        samples += 1
+    return samples, failures, counts
 
 
 def pack(items: list[Item], out: str | Path, *, kind: str = "pretext", shard_size: int = 1000, workers: int = 1,
@@ -244,17 +280,19 @@ def pack(items: list[Item], out: str | Path, *, kind: str = "pretext", shard_siz
     if not items:
         raise ShardError(f"nothing to pack into {out}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with _naming(out, "create the output folder"):
+        out.mkdir(parents=True, exist_ok=True)
     plan = {"format": FORMAT, "version": VERSION, "kind": kind, "shard_size": shard_size, "max_side": max_side,
             "files": len(items), "plan_sha256": _plan_digest(items, shard_size, f"{kind} {max_side}"), "source": source}
     plan_file = out / "plan.json"
     if plan_file.exists():
-        before = json.loads(plan_file.read_text())
+        before = _read_json(plan_file)
         if before.get("plan_sha256") != plan["plan_sha256"]:
             raise ShardError(f"{out}: holds shards of another file list ({before.get('files')} files from "
                              f"{before.get('source')!r}); pack into an empty folder")
     else:
-        plan_file.write_text(json.dumps(plan, indent=2) + "\n")
+        with _naming(plan_file, "write the packing plan"):
+            plan_file.write_text(json.dumps(plan, indent=2) + "\n")
     chunks = [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
     side = [out / (shard_name(i)[:-4] + ".json") for i in range(len(chunks))]
     todo = [(str(out), i, chunk, kind, i * shard_size, max_side) for i, chunk in enumerate(chunks)
@@ -269,9 +307,9 @@ def pack(items: list[Item], out: str | Path, *, kind: str = "pretext", shard_siz
             _pack_shard(task)
             bar.update()
     bar.close()
-    records = [json.loads(p.read_text()) for p in side]
+    records = [_read_json(p) for p in side]
     failures = [f for r in records for f in r["failures"]]
-    with open(out / "failures.csv", "w", newline="") as fh:
+    with _naming(out / "failures.csv", "write"), open(out / "failures.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["file", "cause", "detail"])
         writer.writeheader()
         writer.writerows(failures)
@@ -286,8 +324,9 @@ def pack(items: list[Item], out: str | Path, *, kind: str = "pretext", shard_siz
         index["vocabularies"] = {t: vocabulary_from_counts(t, c, config.max_classes.get(t, 8), config.min_count).classes
                                  for t, c in merged.items()}
     tmp = out / (INDEX + ".partial")
-    tmp.write_text(json.dumps(index, indent=2) + "\n")
-    os.replace(tmp, out / INDEX)
+    with _naming(out / INDEX, "write the index"):
+        tmp.write_text(json.dumps(index, indent=2) + "\n")
+        os.replace(tmp, out / INDEX)
     return PackReport(out, index["samples"], len(chunks), failures, packed_now=len(todo))
 
 
@@ -301,17 +340,19 @@ class Shards:
     @classmethod
     def open(cls, root: str | Path) -> "Shards":
         root = Path(root)
-        try:
-            index = json.loads((root / INDEX).read_text())
-        except FileNotFoundError as exc:
-            raise ShardError(f"{root}: not a packed collection (no {INDEX}); `exifkit data pack` writes one") from exc
-        except json.JSONDecodeError as exc:
-            raise ShardError(f"{root / INDEX}: not valid JSON ({exc})") from exc
+        if not (root / INDEX).exists():
+            raise ShardError(f"{root}: not a packed collection (no {INDEX}); `exifkit data pack` writes one")
+        index = _read_json(root / INDEX)
         if index.get("format") != FORMAT or index.get("version") != VERSION:
             raise ShardError(f"{root / INDEX}: not an {FORMAT} v{VERSION} index")
         missing = [s["name"] for s in index["shards"] if not (root / s["name"]).is_file()]
         if missing:
             raise ShardError(f"{root}: shard(s) missing: {', '.join(missing[:5])}")
+        for s in index["shards"]:  # a truncated or replaced shard is named here, not mid-training
+            size = (root / s["name"]).stat().st_size
+            if s.get("bytes") is not None and size != s["bytes"]:
+                raise ShardError(f"{root / s['name']}: {size} bytes, but {s['bytes']} were packed (truncated or "
+                                 "replaced); pack the collection again (finished shards are kept)")
         return cls(root, index)
 
     @property
@@ -333,7 +374,7 @@ class Shards:
 
 def iter_shard(path: str | Path):
     """``(record, image bytes)`` of each sample of one shard, in order, without decoding."""
-    with tarfile.open(path, "r") as tf:
+    with _naming(path, "read this shard"), tarfile.open(path, "r") as tf:
         pending: dict[str, bytes] = {}
         key = None
         for member in tf:
@@ -352,6 +393,9 @@ def iter_shard(path: str | Path):
 def _sample(path, key: str, parts: dict[str, bytes]):
     if "json" not in parts or len(parts) != 2:
         raise ShardError(f"{path}: sample {key} is incomplete ({sorted(parts)})")
-    record = json.loads(parts.pop("json"))
+    try:
+        record = json.loads(parts.pop("json"))
+    except ValueError as exc:
+        raise ShardError(f"{path}: sample {key} has an unreadable record ({exc})") from exc
     record["key"] = key
     return record, next(iter(parts.values()))

@@ -22,6 +22,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .images import decode_rgb
 from .shards import ShardError, Shards, iter_shard
 
+FAILED = "shard_error"  # the key of the one item a stream yields when a shard cannot be read
+
 
 class ShardStream(IterableDataset):
     """What both streams share: the split into streams, the shard order, the shuffle buffer and the
@@ -39,7 +41,10 @@ class ShardStream(IterableDataset):
         residue = (worker + self.start_step) % self.workers  # DataLoader asks its workers in turn from the start step
         first_step = self.start_step + (residue - self.start_step) % self.workers
         skip = (first_step - residue) // self.workers
-        yield from self.batches(self.rank * self.workers + residue, self.world * self.workers, skip)
+        try:
+            yield from self.batches(self.rank * self.workers + residue, self.world * self.workers, skip)
+        except ShardError as exc:  # as data: a DataLoader worker's exception would arrive wrapped in its traceback
+            yield {FAILED: str(exc)}
 
     def draws(self, stream: int, streams: int, rng: np.random.Generator):
         """``(sample, buffer)`` forever: a sample popped at random from a full shuffle buffer, and what
@@ -144,8 +149,13 @@ class ImageStream(ShardStream):
                 "keys": [r["sha256"] for r, _ in samples]}
 
 
-def batch_loader(stream: ShardStream, pin_memory: bool = False) -> DataLoader:
-    """Batches in step order from ``stream.loader_workers`` worker processes (0: this process)."""
+def batch_loader(stream: ShardStream, pin_memory: bool = False):
+    """Batches in step order from ``stream.loader_workers`` worker processes (0: this process). A shard
+    that cannot be read stops the run with a :class:`ShardError` naming it; the checkpoints written so
+    far stay, so the run resumes once the shard is packed again."""
     workers = stream.loader_workers
-    return DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                      prefetch_factor=2 if workers else None, persistent_workers=False)
+    for batch in DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                            prefetch_factor=2 if workers else None, persistent_workers=False):
+        if FAILED in batch:
+            raise ShardError(batch[FAILED])
+        yield batch

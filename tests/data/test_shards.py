@@ -306,3 +306,56 @@ def test_two_gloo_ranks_with_two_workers_each_resume_a_killed_run_to_identical_w
     assert b["segments"] == [[0, 10], [10, 20]]  # the resumed process ran steps 11-20 only
     assert a["step"] == b["step"] == 20 and b["replicas_checked"] == 2
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("shard-*.tar"))}
+
+
+def test_a_full_disk_names_the_shard_and_the_rerun_writes_it_afresh(photos_dir, packed, tmp_path, monkeypatch):
+    real, calls = tarfile.TarFile.addfile, []
+
+    def disk_fills(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == 25:  # the third sample of the second shard
+            raise OSError(28, "No space left on device")
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(tarfile.TarFile, "addfile", disk_fills)
+    with pytest.raises(ShardError, match=r"shard-000001\.tar.*No space left on device"):
+        pack(_items(photos_dir), tmp_path, shard_size=10, progress=False)
+    assert sorted(p.name for p in tmp_path.glob("shard-*")) == ["shard-000000.json", "shard-000000.tar"]
+    monkeypatch.setattr(tarfile.TarFile, "addfile", real)
+    report = pack(_items(photos_dir), tmp_path, shard_size=10, progress=False)
+    assert report.packed_now == 2 and report.samples == 24
+    assert _digests(tmp_path) == _digests(packed.root)  # the same shards as a pack that never failed
+
+
+def test_packing_under_a_file_names_the_path_and_the_cause(photos_dir, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ShardError, match=r"file/sub: cannot create the output folder \(Not a directory\)"):
+        pack(_items(photos_dir), tmp_path / "file" / "sub", shard_size=10, progress=False)
+
+
+def test_a_truncated_shard_is_named_and_the_run_resumes_once_it_is_repacked(packed, tmp_path):
+    from dataclasses import replace
+
+    copy = tmp_path / "shards"
+    shutil.copytree(packed.root, copy)
+    config = PretextConfig(extractor=TINY, steps=4, batch_pairs=3, n_patches=2, checkpoint_every=2, log_every=1,
+                           seed=3, device="cpu", max_side=64, workers=1, shuffle_buffer=8)
+    train_pretext(config, packed, tmp_path / "straight", progress=False)
+    shards = Shards.open(copy)
+    train_pretext(replace(config, steps=2), shards, tmp_path / "run", progress=False)
+    whole = {p: p.read_bytes() for p in shards.paths}
+    for p, data in whole.items():  # every shard cut short while the run is stopped
+        p.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ShardError, match=r"shard-00000\d\.tar: cannot read this shard \(unexpected end of data\)"):
+        train_pretext(config, shards, tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(ShardError, match=r"shard-000000\.tar: \d+ bytes, but \d+ were packed \(truncated"):
+        Shards.open(copy)
+    for p, data in whole.items():
+        p.write_bytes(data)
+    train_pretext(config, Shards.open(copy), tmp_path / "run", resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "run" / "last.pt")
+    assert b["segments"] == [[0, 2], [2, 4]] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
