@@ -4,8 +4,11 @@ A packed collection is a folder of POSIX tar files in WebDataset's layout: conse
 share a key form one sample, ``<key>.<ext>`` the file's *original bytes* (never re-encoded: the camera's
 JPEG is what the pretext task learns from) and ``<key>.json`` its record (sha256, source path, image
 size and format, the 14 EXIF target values, and real/fake label for binary sets). Plain tar reads
-sequentially at disk speed, can be listed and checked with standard tools, and is read by the
-``webdataset`` library as is; the kit reads it with :mod:`tarfile` and needs nothing else.
+sequentially at disk speed, can be listed and checked with standard tools, and is read by
+``webdataset.WebDataset`` as is (tests/data/test_shards.py reads every sample back through it). The
+kit writes and reads it with :mod:`tarfile` itself: its members carry fixed times and modes, so a
+shard rewritten after an interruption has the same bytes, and its own stream resumes exactly by
+(seed, rank, worker, step) (:mod:`exifkit.data.stream`).
 
 Beside the shards: ``index.json`` (what was packed, how many samples each shard holds, the EXIF
 vocabularies built in the same pass), one ``<shard>.json`` per finished shard (its counts and its

@@ -359,3 +359,20 @@ def test_a_truncated_shard_is_named_and_the_run_resumes_once_it_is_repacked(pack
     train_pretext(config, Shards.open(copy), tmp_path / "run", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "run" / "last.pt")
     assert b["segments"] == [[0, 2], [2, 4]] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_webdataset_reads_every_sample_bytes_and_exif_targets_back(packed, photos_dir):
+    import json
+
+    import webdataset as wds
+
+    from exifkit.exif.schema import tag_values
+
+    samples = list(wds.WebDataset([str(p) for p in packed.paths], shardshuffle=False, empty_check=False))
+    ours = [record for p in packed.paths for record, _ in iter_shard(p)]
+    assert [s["__key__"] for s in samples] == [r["key"] for r in ours] and len(samples) == len(packed)
+    for sample in samples:
+        record = json.loads(sample["json"])
+        original = photos_dir / record["name"]
+        assert sample["jpg"] == original.read_bytes()
+        assert record["exif"] == tag_values(read_many([original]))[0]
