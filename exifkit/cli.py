@@ -365,7 +365,7 @@ def cmd_detect(args) -> int:
     if args.json:
         about = {"path": str(bundle), "profile": detector.meta.get("profile", ""),
                  "training_manifest_sha256": detector.meta.get("training_manifest_sha256", ""),
-                 "oneclass_threshold": detector.oneclass.threshold, "binary_threshold": detector.binary_threshold,
+                 "oneclass_threshold": detector.oneclass.threshold_, "binary_threshold": detector.binary_threshold,
                  "warnings": detector.warnings}
         print(json.dumps({"bundle": about, "results": rows,
                           "errors": [{"path": str(e.path), "cause": e.cause, "error": str(e)} for e in errors]},

@@ -42,7 +42,7 @@ class Profile:
     exif_max_classes: dict[str, int] = field(default_factory=dict)
     pretext: dict = field(default_factory=dict)  # keyword arguments of exifkit.pretext.PretextConfig
     evaluation: dict = field(default_factory=dict)  # seen_generators, eval_max_patches, bootstrap
-    oneclass: dict = field(default_factory=dict)  # keyword arguments of exifkit.oneclass.OneClassConfig
+    oneclass: dict = field(default_factory=dict)  # keyword arguments of exifkit.oneclass.OneClassDetector
     binary: dict = field(default_factory=dict)  # keyword arguments of exifkit.binary.BinaryConfig
     study: dict = field(default_factory=dict)  # studies by name, e.g. scaling: exifkit.scaling.ScalingConfig
     root: Path = field(default_factory=Path.cwd)
@@ -65,28 +65,26 @@ class Profile:
 
         return PretextConfig.from_dict({"seed": self.seed, **self.pretext, **overrides})
 
-    def oneclass_config(self, **overrides):
-        """The profile's shipped one-class setting (``method``), or another one by override. The
-        ``[oneclass.small_sample]`` table applies only to the small-sample method."""
-        from .oneclass import OneClassConfig
+    def oneclass_detector(self, **overrides):
+        """An unfitted :class:`~exifkit.oneclass.OneClassDetector` with the profile's shipped one-class
+        setting (``method``), or another one by override. The ``[oneclass.small_sample]`` table applies
+        only to the small-sample method."""
+        from .oneclass import OneClassDetector
 
         base = {k: v for k, v in self.oneclass.items() if k != "small_sample"}
         merged = {**base, **overrides}
         if merged.get("method") == "small_sample":
             merged = {**base, **self.oneclass.get("small_sample", {}), **overrides}
-        return OneClassConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()})
-
-    def oneclass_small_sample_config(self):
-        return self.oneclass_config(method="small_sample")
+        return OneClassDetector(**{k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()})
 
     def oneclass_settings(self) -> dict:
         """The two one-class settings every table shows side by side: the authors' protocol and ours."""
-        return {"paper": self.oneclass_config(method="gmm"), "small_sample": self.oneclass_small_sample_config()}
+        return {"paper": self.oneclass_detector(method="gmm"), "small_sample": self.oneclass_detector(method="small_sample")}
 
     @property
     def shipped_oneclass(self) -> str:
         """Which of :meth:`oneclass_settings` the bundle ships."""
-        return self.oneclass_config().method.replace("gmm", "paper")
+        return self.oneclass_detector().method.replace("gmm", "paper")
 
     def binary_config(self, **overrides):
         """Same extractor architecture as the pretext run: the frozen copy is that extractor."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import clone
 
 from . import __version__
 from .binary import BinaryModel
@@ -26,7 +27,7 @@ from .data.inputs import collect_files
 from .data.manifest import sha256_file
 from .errors import MissingInputError, UserError
 from .model.extractor import Extractor, ExtractorConfig
-from .oneclass import OneClassConfig, OneClassDetector
+from .oneclass import OneClassDetector
 from .patches import grid_patches, to_tensor
 
 BUNDLE_FORMAT = 1
@@ -66,8 +67,8 @@ def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetect
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "profile": profile, "training_manifest_sha256": manifest_sha256,
             "extractor": {**asdict(extractor.config), "convs_per_stage": list(extractor.config.convs_per_stage)},
-            "max_patches": max_patches, "oneclass_threshold": oneclass.threshold, "binary_threshold": binary_threshold,
-            "oneclass_density": oneclass.density, "oneclass_method": oneclass.config.method,
+            "max_patches": max_patches, "oneclass_threshold": oneclass.threshold_, "binary_threshold": binary_threshold,
+            "oneclass_density": oneclass.density_name_, "oneclass_method": oneclass.method,
             "binary_validation": binary_validation, "binary_alpha": binary_alpha,
             "ablation_binary": None if ablation is None else {"alpha": 0.0, "validation": ablation[1]}, **(extra or {}),
             "vocabularies": {k: list(getattr(v, "classes", v)) for k, v in (vocabularies or {}).items()}, "files": files}
@@ -190,13 +191,13 @@ class Detector:
         image = np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
         patches = grid_patches(image, self.extractor.config.patch_size, self.max_patches)
         x = to_tensor(patches)[None]
-        loglik = float(self.oneclass.score(self.extractor.embed(x).numpy())[0])
+        loglik = float(self.oneclass.score_samples(self.extractor.embed(x).numpy())[0])
         if self.binary is None:
             p_fake, verdict = float("nan"), "n/a"
         else:
             p_fake = float(self.binary.fake_probability(x)[0, 0])
             verdict = "AI-generated" if p_fake > self.binary_threshold else "real"
-        return Score(name, loglik, "real" if loglik > self.oneclass.threshold else "AI-generated", p_fake,
+        return Score(name, loglik, "real" if loglik > self.oneclass.threshold_ else "AI-generated", p_fake,
                      verdict, len(patches))
 
     def iter_scores(self, paths):
@@ -233,7 +234,12 @@ def write_reference_scores(bundle: str | Path, demo_profile) -> Path:
     return out
 
 
-def _fit_reals(extractor: Extractor, reals_dir: str | Path, max_patches: int | None, config: OneClassConfig,
+#: The one-class setting fitted on a user's own folder of reals: chosen on held-out reals, threshold at
+#: the 5th percentile of the reals kept out of fitting.
+FOR_OWN_REALS = OneClassDetector(method="small_sample", threshold_percentile=5.0)
+
+
+def _fit_reals(extractor: Extractor, reals_dir: str | Path, max_patches: int | None, detector: OneClassDetector,
                progress: bool = True) -> tuple[OneClassDetector, dict, FailureReport]:
     """The small-sample one-class density fitted on a folder of real photos: part held out to set the
     threshold, its false-positive rate on those held-out reals reported."""
@@ -246,22 +252,22 @@ def _fit_reals(extractor: Extractor, reals_dir: str | Path, max_patches: int | N
     feats, ok, failures = folder_features(extractor, files, max_patches=max_patches, progress=progress)
     for problem in found.problems.failures:
         failures.add(problem)
-    detector = OneClassDetector(config).fit(feats)
+    detector = clone(detector).fit(feats)
     digest = hashlib.sha256("".join(sorted(sha256_file(f) for f, o in zip(files, ok) if o)).encode()).hexdigest()
-    report = {"reals": int(ok.sum()), "unreadable": len(failures), "fitted_on": detector.n_train,
-              "held_out_for_threshold": detector.n_calibration, "density": detector.density,
-              "held_out_real_acc": detector.calibration_real_acc,
-              "held_out_false_positive_rate": 1 - detector.calibration_real_acc, "reals_sha256": digest}
+    report = {"reals": int(ok.sum()), "unreadable": len(failures), "fitted_on": detector.n_train_,
+              "held_out_for_threshold": detector.n_calibration_, "density": detector.density_name_,
+              "held_out_real_acc": detector.calibration_real_acc_,
+              "held_out_false_positive_rate": 1 - detector.calibration_real_acc_, "reals_sha256": digest}
     return detector, report, failures
 
 
-def refit_bundle(source: str | Path, reals_dir: str | Path, out: str | Path, config: OneClassConfig | None = None,
+def refit_bundle(source: str | Path, reals_dir: str | Path, out: str | Path, oneclass: OneClassDetector | None = None,
                  progress: bool = True) -> tuple[Path, dict, FailureReport]:
     """A copy of ``source`` whose one-class detector is refitted on the user's own real photos (the
     extractor and the binary detector are kept): the one-class method needs reals only."""
     det = Detector.from_bundle(source)
-    config = config or OneClassConfig(method="small_sample", threshold_percentile=5.0)
-    oneclass, report, failures = _fit_reals(det.extractor, reals_dir, det.max_patches, config, progress)
+    oneclass, report, failures = _fit_reals(det.extractor, reals_dir, det.max_patches, oneclass or FOR_OWN_REALS,
+                                            progress)
     meta = det.meta
     path = save_bundle(out, det.extractor, oneclass, det.binary, max_patches=det.max_patches,
                        profile=f"{meta.get('profile', '')} refitted on {Path(reals_dir).name}",
@@ -274,7 +280,7 @@ def refit_bundle(source: str | Path, reals_dir: str | Path, out: str | Path, con
 
 
 def bundle_from_official(backbone: str | Path, reals_dir: str | Path, out: str | Path, binary: str | Path | None = None,
-                         max_patches: int | None = 256, config: OneClassConfig | None = None,
+                         max_patches: int | None = 256, oneclass: OneClassDetector | None = None,
                          progress: bool = True) -> tuple[Path, dict, FailureReport]:
     """A bundle from the authors' released checkpoints: their pretext backbone for the one-class detector
     (fitted here on ``reals_dir``, as they release no mixture) and, if given, their binary detector."""
@@ -290,8 +296,8 @@ def bundle_from_official(backbone: str | Path, reals_dir: str | Path, out: str |
         if official.kind != "binary":
             raise BundleError(f"{binary}: a {official.kind} checkpoint; --binary takes the binary one")
         detector_binary = from_official(official)
-    config = config or OneClassConfig(method="small_sample", threshold_percentile=5.0)
-    oneclass, report, failures = _fit_reals(pretext.extractor, reals_dir, max_patches, config, progress)
+    oneclass, report, failures = _fit_reals(pretext.extractor, reals_dir, max_patches, oneclass or FOR_OWN_REALS,
+                                            progress)
     path = save_bundle(out, pretext.extractor, oneclass, detector_binary, max_patches=max_patches,
                        profile="official checkpoints", manifest_sha256="",
                        extra={"oneclass_validation": {"real_acc": report["held_out_real_acc"], "fake_acc": None,
@@ -427,7 +433,7 @@ def official_detectors(profile, store, results_dir: str | Path) -> Detectors:
     binary = from_official(load_official(store.path(entry["sdaie/checkpoints/bc/pretrained.pth"])))
     train, _, _ = extractor_features(extractor, reals, reals_store, Path(results_dir) / "feature_cache",
                                      profile.evaluation.get("eval_max_patches"))
-    gmm = OneClassDetector(profile.oneclass_config()).fit(np.stack(list(train.values())))
+    gmm = profile.oneclass_detector().fit(np.stack(list(train.values())))
     runs = BinaryRuns({"released": binary}, {"released": {"threshold": 0.5}})
     return Detectors(extractor, gmm, runs, Splits(reals, [], suite, ["progan"]), suite_store, {}, "official")
 

@@ -10,18 +10,22 @@ reals* under k-fold cross-validation, among shrinkage (Ledoit-Wolf), probabilist
 larger ``reg_covar``; every candidate is a density in the same space, so their likelihoods compare. Its
 threshold is set on reals kept out of fitting (``calibration_fraction``). Fakes are never looked at.
 
-Every candidate is stored as a full-covariance Gaussian mixture: plain arrays (npz) plus JSON, never
-pickle, reloaded to the identical model.
+Every candidate is stored as a full-covariance Gaussian mixture (:class:`MixtureDensity`): plain arrays
+(npz) plus JSON, never pickle, reloaded to the identical model. :class:`OneClassDetector` is a
+scikit-learn outlier detector, so ``clone``, ``get_params`` and pipelines work on it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.mixture import GaussianMixture
+from sklearn.utils.validation import check_is_fitted, validate_data
+
 from .errors import SettingError, TooFewImagesError
 
 METHODS = ("gmm", "small_sample")
@@ -32,58 +36,74 @@ class DegenerateMixtureWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class OneClassConfig:
-    method: str = "gmm"  # "gmm": the authors' protocol; "small_sample": chosen on held-out reals
-    n_components: int = 5
-    covariance_type: str = "full"
-    init_params: str = "k-means++"
-    random_state: int = 42
-    reg_covar: float = 1e-6
-    max_iter: int = 100
-    threshold_percentile: float = 2.0  # of the reals that set the threshold (training reals for "gmm")
-    # small_sample only
-    calibration_fraction: float = 0.2  # reals kept out of fitting to set the threshold
-    folds: int = 5
-    ppca_components: tuple[int, ...] = (8, 16, 32, 64, 128)
-    mixture_reg_covar: tuple[float, ...] = (1e-2, 1e-1)  # on standardised features
-    mixture_components: tuple[int, ...] = (1, 3)
+class MixtureDensity:
+    """A full-covariance Gaussian mixture as plain arrays: what every candidate density becomes (a
+    fitted :class:`~sklearn.mixture.GaussianMixture`, shrinkage, PPCA), scored the way scikit-learn
+    scores a mixture, so the authors' fitted mixture scores exactly as it would in scikit-learn."""
+
+    weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, D)
+    covariances: np.ndarray  # (K, D, D)
+    precisions_cholesky: np.ndarray  # (K, D, D): upper factors U with U U^T = inverse covariance
+
+    @classmethod
+    def from_covariances(cls, weights, means, covariances) -> "MixtureDensity":
+        from scipy.linalg import solve_triangular
+
+        covariances = np.asarray(covariances, dtype=float)
+        chol = np.stack([solve_triangular(np.linalg.cholesky(c), np.eye(len(c)), lower=True).T for c in covariances])
+        return cls(np.asarray(weights, float), np.asarray(means, float), covariances, chol)
+
+    @classmethod
+    def from_mixture(cls, gmm: GaussianMixture) -> "MixtureDensity":
+        """From a fitted mixture's public attributes; tied, diagonal and spherical covariances are
+        written out as full matrices."""
+        k, d = gmm.means_.shape
+        cov = np.asarray(gmm.covariances_, float)
+        if gmm.covariance_type == "full":
+            return cls(gmm.weights_, gmm.means_, cov, np.asarray(gmm.precisions_cholesky_, float))
+        full = {"tied": lambda: np.repeat(cov[None], k, axis=0),
+                "diag": lambda: np.stack([np.diag(c) for c in cov]),
+                "spherical": lambda: np.stack([c * np.eye(d) for c in cov])}[gmm.covariance_type]()
+        return cls.from_covariances(gmm.weights_, gmm.means_, full)
+
+    def score_samples(self, x: np.ndarray) -> np.ndarray:
+        """Log-likelihood of each row of ``x``."""
+        from scipy.special import logsumexp
+
+        d = self.means.shape[1]
+        log_prob = np.empty((len(x), len(self.weights)))
+        for k, (mu, chol) in enumerate(zip(self.means, self.precisions_cholesky)):
+            y = np.dot(x, chol) - np.dot(mu, chol)
+            log_prob[:, k] = np.sum(np.square(y), axis=1)
+        log_det = np.log(np.diagonal(self.precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
+        return logsumexp(-0.5 * (d * np.log(2 * np.pi) + log_prob) + log_det + np.log(self.weights), axis=1)
 
 
-def _full_mixture(weights, means, covariances) -> GaussianMixture:
-    """A fitted-looking GaussianMixture from explicit parameters (for shrinkage and PPCA densities)."""
-    from scipy.linalg import solve_triangular
-
-    covariances = np.asarray(covariances, dtype=float)
-    gmm = GaussianMixture(len(weights), covariance_type="full")
-    gmm.weights_, gmm.means_, gmm.covariances_ = np.asarray(weights, float), np.asarray(means, float), covariances
-    chol = np.stack([solve_triangular(np.linalg.cholesky(c), np.eye(len(c)), lower=True).T for c in covariances])
-    gmm.precisions_cholesky_ = chol
-    gmm.precisions_ = chol @ chol.transpose(0, 2, 1)
-    gmm.converged_, gmm.n_iter_, gmm.n_features_in_ = True, 0, covariances.shape[1]
-    return gmm
-
-
-def candidate_densities(config: OneClassConfig) -> dict[str, object]:
-    """Name -> function fitting a full-covariance mixture on (standardised) features."""
+def candidate_densities(config: "OneClassDetector") -> dict[str, object]:
+    """Name -> function fitting a :class:`MixtureDensity` on (standardised) features, under the
+    hyperparameters of ``config`` (an unfitted detector will do)."""
     from sklearn.covariance import LedoitWolf
     from sklearn.decomposition import PCA
 
     def ledoit_wolf(x):
         lw = LedoitWolf().fit(x)
-        return _full_mixture([1.0], [lw.location_], [lw.covariance_])
+        return MixtureDensity.from_covariances([1.0], [lw.location_], [lw.covariance_])
 
     def ppca(k):
         def fit(x):
             pca = PCA(n_components=min(k, len(x) - 1, x.shape[1]), random_state=config.random_state).fit(x)
-            return _full_mixture([1.0], [pca.mean_], [pca.get_covariance()])
+            return MixtureDensity.from_covariances([1.0], [pca.mean_], [pca.get_covariance()])
         return fit
 
     def mixture(n, reg):
         def fit(x):
             if n == 1:  # one component: the regularised sample covariance, no EM needed
-                return _full_mixture([1.0], [x.mean(0)], [np.cov(x, rowvar=False, bias=True) + reg * np.eye(x.shape[1])])
-            return GaussianMixture(n, covariance_type="full", init_params=config.init_params,
-                                   random_state=config.random_state, reg_covar=reg, max_iter=config.max_iter).fit(x)
+                cov = np.cov(x, rowvar=False, bias=True) + reg * np.eye(x.shape[1])
+                return MixtureDensity.from_covariances([1.0], [x.mean(0)], [cov])
+            return MixtureDensity.from_mixture(GaussianMixture(
+                n, covariance_type="full", init_params=config.init_params, random_state=config.random_state,
+                reg_covar=reg, max_iter=config.max_iter).fit(x))
         return fit
 
     out = {"ledoit_wolf": ledoit_wolf}
@@ -92,7 +112,7 @@ def candidate_densities(config: OneClassConfig) -> dict[str, object]:
     return out
 
 
-def select_density(features: np.ndarray, config: OneClassConfig) -> tuple[str, "pd.DataFrame"]:
+def select_density(features: np.ndarray, config: "OneClassDetector") -> tuple[str, "pd.DataFrame"]:
     """The candidate with the highest mean held-out log-likelihood of reals under k-fold cross-validation,
     and the table of every candidate's score (reals only: fakes never choose)."""
     import pandas as pd
@@ -114,7 +134,7 @@ def select_density(features: np.ndarray, config: OneClassConfig) -> tuple[str, "
     return str(table["density"][0]), table
 
 
-def diagnose(n_reals: int, n_features: int, config: OneClassConfig,
+def diagnose(n_reals: int, n_features: int, config: "OneClassDetector",
              heldout_real_acc: float | None = None) -> str | None:
     """A sentence when the mixture is in the regime where it memorises its reals, else None."""
     if config.method != "gmm" or config.covariance_type != "full":
@@ -133,24 +153,31 @@ def diagnose(n_reals: int, n_features: int, config: OneClassConfig,
             ". It memorises its training reals; use method='small_sample', or many more reals.")
 
 
-class OneClassDetector:
-    """``score`` is a log-likelihood (higher = more photographic); ``fake_score`` = -score."""
+class OneClassDetector(OutlierMixin, BaseEstimator):
+    """A density of real-photo features; an image whose log-likelihood is at or below ``threshold_`` is
+    called AI-generated. A scikit-learn outlier detector: ``score_samples`` is the log-likelihood (higher
+    = more photographic), ``decision_function`` the margin over the threshold, ``predict`` +1 for real
+    and -1 for AI-generated. The hyperparameters are the authors' by default (``method="gmm"``)."""
 
-    ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
-
-    def __init__(self, config: OneClassConfig | None = None):
-        self.config = config or OneClassConfig()
-        if self.config.method not in METHODS:
-            raise SettingError(f"method must be one of {METHODS}, not {self.config.method!r}")
-        self.gmm: GaussianMixture | None = None
-        self.threshold: float | None = None
-        self.n_train = 0
-        self.n_calibration = 0
-        self.density = "gmm"  # which candidate (small_sample) or the authors' mixture
-        self.mean: np.ndarray | None = None  # standardisation (small_sample), identity otherwise
-        self.scale: np.ndarray | None = None
-        self.selection = None  # small_sample: the candidates' held-out real log-likelihoods
-        self.calibration_real_acc: float | None = None  # small_sample: reals above the threshold, of those that set it
+    def __init__(self, *, method: str = "gmm", n_components: int = 5, covariance_type: str = "full",
+                 init_params: str = "k-means++", random_state: int = 42, reg_covar: float = 1e-6,
+                 max_iter: int = 100, threshold_percentile: float = 2.0, calibration_fraction: float = 0.2,
+                 folds: int = 5, ppca_components: tuple[int, ...] = (8, 16, 32, 64, 128),
+                 mixture_reg_covar: tuple[float, ...] = (1e-2, 1e-1), mixture_components: tuple[int, ...] = (1, 3)):
+        self.method = method  # "gmm": the authors' protocol; "small_sample": chosen on held-out reals
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.init_params = init_params
+        self.random_state = random_state
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.threshold_percentile = threshold_percentile  # of the reals that set it (the training reals for "gmm")
+        # small_sample only
+        self.calibration_fraction = calibration_fraction  # reals kept out of fitting to set the threshold
+        self.folds = folds
+        self.ppca_components = ppca_components
+        self.mixture_reg_covar = mixture_reg_covar  # on standardised features
+        self.mixture_components = mixture_components
 
     @staticmethod
     def _percentile_value(scores: np.ndarray, percentile: float) -> float:
@@ -158,101 +185,117 @@ class OneClassDetector:
         ordered = np.sort(scores)
         return float(ordered[int(np.floor(percentile / 100 * len(ordered)))])
 
-    def fit(self, features: np.ndarray) -> "OneClassDetector":
+    def fit(self, X, y=None) -> "OneClassDetector":
         """Fitted in float64: on a few hundred float32 features EM fails outright with "ill-defined
-        empirical covariance" where float64 converges (measured on the extended profile's 648 reals)."""
-        c = self.config
-        features = np.asarray(features, dtype=np.float64)
-        if len(features) < c.n_components:
-            raise TooFewImagesError(f"{len(features)} training features for {c.n_components} mixture components")
-        if c.method == "small_sample":
-            return self._fit_small_sample(features)
-        self.gmm = GaussianMixture(n_components=c.n_components, covariance_type=c.covariance_type,
-                                   init_params=c.init_params, random_state=c.random_state,
-                                   reg_covar=c.reg_covar, max_iter=c.max_iter).fit(features)
-        self.threshold = self._percentile_value(self.gmm.score_samples(features), c.threshold_percentile)
-        self.n_train = len(features)
-        warning = diagnose(len(features), np.shape(features)[1], c)
+        empirical covariance" where float64 converges (measured on the extended profile's 648 reals).
+        ``y`` is ignored: only reals are fitted."""
+        if self.method not in METHODS:
+            raise SettingError(f"method must be one of {METHODS}, not {self.method!r}")
+        X = validate_data(self, X, dtype=np.float64)
+        if len(X) < max(self.n_components, 2):
+            raise TooFewImagesError(f"n_samples = {len(X)}: too few training features for "
+                                    f"{self.n_components} mixture components")
+        self.mean_ = self.scale_ = self.selection_ = self.calibration_real_acc_ = None
+        self.n_calibration_ = 0
+        if self.method == "small_sample":
+            return self._fit_small_sample(X)
+        gmm = GaussianMixture(n_components=self.n_components, covariance_type=self.covariance_type,
+                              init_params=self.init_params, random_state=self.random_state,
+                              reg_covar=self.reg_covar, max_iter=self.max_iter).fit(X)
+        self.density_, self.density_name_ = MixtureDensity.from_mixture(gmm), "gmm"
+        self.converged_, self.n_iter_ = bool(gmm.converged_), int(gmm.n_iter_)
+        self.threshold_ = self._percentile_value(self.density_.score_samples(X), self.threshold_percentile)
+        self.n_train_ = len(X)
+        warning = diagnose(len(X), X.shape[1], self)
         if warning:
             import warnings
 
             warnings.warn(warning, DegenerateMixtureWarning, stacklevel=2)
         return self
 
-    def _fit_small_sample(self, features: np.ndarray) -> "OneClassDetector":
-        c = self.config
-        order = np.random.default_rng([c.random_state, 5]).permutation(len(features))
-        n_cal = int(round(len(features) * c.calibration_fraction))
-        if n_cal < 10 or len(features) - n_cal < 2 * c.folds:
-            raise TooFewImagesError(f"{len(features)} reals are too few to fit on some and calibrate on "
-                             f"{c.calibration_fraction:.0%} of them (need 10 or more for calibration)")
-        fit_part, calibration = features[order[n_cal:]], features[order[:n_cal]]
-        self.mean = fit_part.mean(axis=0)
-        self.scale = fit_part.std(axis=0) + 1e-8
-        z = (fit_part - self.mean) / self.scale
-        self.density, self.selection = select_density(z, c)
-        self.gmm = candidate_densities(c)[self.density](z)
-        calibration_scores = self.score(calibration)
-        self.threshold = self._percentile_value(calibration_scores, c.threshold_percentile)
-        self.calibration_real_acc = float((calibration_scores > self.threshold).mean())
-        self.n_train, self.n_calibration = len(fit_part), n_cal
+    def _fit_small_sample(self, X: np.ndarray) -> "OneClassDetector":
+        order = np.random.default_rng([self.random_state, 5]).permutation(len(X))
+        n_cal = int(round(len(X) * self.calibration_fraction))
+        if n_cal < 10 or len(X) - n_cal < 2 * self.folds:
+            raise TooFewImagesError(f"n_samples = {len(X)}: too few reals to fit on some and calibrate on "
+                                    f"{self.calibration_fraction:.0%} of them (need 10 or more for calibration)")
+        fit_part, calibration = X[order[n_cal:]], X[order[:n_cal]]
+        self.mean_ = fit_part.mean(axis=0)
+        self.scale_ = fit_part.std(axis=0) + 1e-8
+        z = (fit_part - self.mean_) / self.scale_
+        self.density_name_, self.selection_ = select_density(z, self)
+        self.density_ = candidate_densities(self)[self.density_name_](z)
+        self.converged_, self.n_iter_ = True, 0
+        calibration_scores = self._loglik(calibration)
+        self.threshold_ = self._percentile_value(calibration_scores, self.threshold_percentile)
+        self.calibration_real_acc_ = float((calibration_scores > self.threshold_).mean())
+        self.n_train_, self.n_calibration_ = len(fit_part), n_cal
         return self
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        if self.gmm is None:
-            raise RuntimeError("fit or load the detector first")
-        features = np.asarray(features, dtype=np.float64)
-        if self.mean is not None:
-            features = (features - self.mean) / self.scale
-        return self.gmm.score_samples(features)
+    def _loglik(self, X: np.ndarray) -> np.ndarray:
+        if self.mean_ is not None:
+            X = (X - self.mean_) / self.scale_
+        return self.density_.score_samples(X)
 
-    def fake_score(self, features: np.ndarray) -> np.ndarray:
-        return -self.score(features)
+    @property
+    def offset_(self) -> float:
+        """``decision_function = score_samples - offset_``, non-negative for real as scikit-learn has it:
+        the float just above ``threshold_``, so an image exactly at the threshold stays AI-generated."""
+        return float(np.nextafter(self.threshold_, np.inf))
 
-    def predict_fake(self, features: np.ndarray) -> np.ndarray:
-        """The authors' rule: real only if the log-likelihood exceeds the threshold."""
-        return self.score(features) <= self.threshold
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood per image (higher = more like the reals it was fitted on)."""
+        check_is_fitted(self)
+        return self._loglik(validate_data(self, X, dtype=np.float64, reset=False))
+
+    def decision_function(self, X) -> np.ndarray:
+        """Non-negative for real, negative for AI-generated (the authors' rule: real only above ``threshold_``)."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """+1 real, -1 AI-generated."""
+        return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def save(self, path: str | Path) -> Path:
+        check_is_fitted(self)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {k: getattr(self.gmm, k) for k in self.ARRAYS}
-        if self.mean is not None:
-            arrays.update(standardise_mean=self.mean, standardise_scale=self.scale)
+        d = self.density_
+        arrays = {"weights_": d.weights, "means_": d.means, "covariances_": d.covariances,
+                  "precisions_cholesky_": d.precisions_cholesky}
+        if self.mean_ is not None:
+            arrays.update(standardise_mean=self.mean_, standardise_scale=self.scale_)
         np.savez(path.with_suffix(".npz"), **arrays)
-        meta = {"config": asdict(self.config), "threshold": self.threshold, "n_train": self.n_train,
-                "n_calibration": self.n_calibration, "density": self.density,
-                "calibration_real_acc": self.calibration_real_acc,
-                "n_components": int(len(self.gmm.weights_)),
-                "converged": bool(self.gmm.converged_), "n_iter": int(self.gmm.n_iter_),
-                "n_features": int(self.gmm.means_.shape[1]),
-                "selection": None if self.selection is None else self.selection.to_dict("records")}
+        params = {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()}
+        meta = {"config": params, "threshold": self.threshold_, "n_train": self.n_train_,
+                "n_calibration": self.n_calibration_, "density": self.density_name_,
+                "calibration_real_acc": self.calibration_real_acc_, "n_components": int(len(d.weights)),
+                "converged": self.converged_, "n_iter": self.n_iter_, "n_features": int(self.n_features_in_),
+                "selection": None if self.selection_ is None else self.selection_.to_dict("records")}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         return path.with_suffix(".json")
 
     @classmethod
     def load(cls, path: str | Path) -> "OneClassDetector":
+        """A detector :meth:`save` wrote (plain arrays and JSON, no pickle), scoring exactly as it did."""
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
-        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
-        det = cls(OneClassConfig(**raw))
-        c = det.config
-        gmm = GaussianMixture(n_components=meta.get("n_components", c.n_components), covariance_type=c.covariance_type,
-                              init_params=c.init_params, random_state=c.random_state, reg_covar=c.reg_covar)
+        det = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
         with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
-            for k in cls.ARRAYS:
-                setattr(gmm, k, arrays[k])
-            if "standardise_mean" in arrays.files:
-                det.mean, det.scale = arrays["standardise_mean"], arrays["standardise_scale"]
-        gmm.converged_, gmm.n_iter_ = meta["converged"], meta["n_iter"]
-        gmm.n_features_in_ = meta["n_features"]
-        det.gmm, det.threshold, det.n_train = gmm, meta["threshold"], meta["n_train"]
-        det.n_calibration, det.density = meta.get("n_calibration", 0), meta.get("density", "gmm")
-        det.calibration_real_acc = meta.get("calibration_real_acc")
+            det.density_ = MixtureDensity(arrays["weights_"], arrays["means_"], arrays["covariances_"],
+                                          arrays["precisions_cholesky_"])
+            has_scale = "standardise_mean" in arrays.files
+            det.mean_ = arrays["standardise_mean"] if has_scale else None
+            det.scale_ = arrays["standardise_scale"] if has_scale else None
+        det.threshold_, det.n_train_, det.n_features_in_ = meta["threshold"], meta["n_train"], meta["n_features"]
+        det.converged_, det.n_iter_ = meta["converged"], meta["n_iter"]
+        det.n_calibration_, det.density_name_ = meta.get("n_calibration", 0), meta.get("density", "gmm")
+        det.calibration_real_acc_ = meta.get("calibration_real_acc")
+        det.selection_ = None
         if meta.get("selection"):
             import pandas as pd
 
-            det.selection = pd.DataFrame(meta["selection"])
+            det.selection_ = pd.DataFrame(meta["selection"])
         return det
 
 
@@ -275,9 +318,9 @@ def validation_accuracy(detector: OneClassDetector, extractor, fakes, store, cac
     """The one-class detector's accuracies on training-side data it never fitted: the reals that set its
     threshold, and generated validation images (for the bundle's guard rail)."""
     feats, failures, _ = extractor_features(extractor, fakes, store, cache_root, max_patches, progress=False)
-    fake_acc = float((detector.score(np.stack(list(feats.values()))) <= detector.threshold).mean()) if feats else None
-    return {"real_acc": detector.calibration_real_acc, "fake_acc": fake_acc,
-            "validation_images": detector.n_calibration + len(feats),
+    fake_acc = float((detector.predict(np.stack(list(feats.values()))) == -1).mean()) if feats else None
+    return {"real_acc": detector.calibration_real_acc_, "fake_acc": fake_acc,
+            "validation_images": detector.n_calibration_ + len(feats),
             "what": "reals: the held-out reals that set the threshold; fakes: the binary run's validation fakes"}
 
 
@@ -289,7 +332,7 @@ class OneClassRun:
     warning: str | None
 
 
-def evaluate_oneclass(extractor, splits, store, cache_root: Path, settings: dict[str, OneClassConfig], *,
+def evaluate_oneclass(extractor, splits, store, cache_root: Path, settings: dict[str, OneClassDetector], *,
                       protocols: dict, max_patches: int | None, bootstrap: int = 0, seed: int = 0,
                       progress: bool = True) -> dict[tuple[str, str], OneClassRun]:
     """Fit every setting on the training reals and score the test suite, under every protocol (name ->
@@ -309,12 +352,12 @@ def evaluate_oneclass(extractor, splits, store, cache_root: Path, settings: dict
         x = np.stack(list(train.values()))
         keys = list(test)
         test_x = np.stack([test[k] for k in keys])
-        for sname, config in settings.items():
-            det = OneClassDetector(config).fit(x)
-            scores = dict(zip(keys, (-det.score(test_x)).tolist()))
-            table = suite_table(splits.suite, scores, -det.threshold, bootstrap, seed,
+        for sname, setting in settings.items():
+            det = clone(setting).fit(x)
+            scores = dict(zip(keys, (-det.score_samples(test_x)).tolist()))
+            table = suite_table(splits.suite, scores, -det.threshold_, bootstrap, seed,
                                 columns=("acc", "real_acc", "fake_acc", "ap", "ap_real_positive", "auc", "tpr@5%fpr"))
-            runs[pname, sname] = OneClassRun(det, scores, table, diagnose(len(x), x.shape[1], config))
+            runs[pname, sname] = OneClassRun(det, scores, table, diagnose(len(x), x.shape[1], setting))
     return runs
 
 
@@ -324,7 +367,7 @@ def saved_detector(out: Path, extractor_name: str, setting: str, protocol: str =
     return (base if protocol == "raw" else base / protocol) / f"{extractor_name}_{setting}.json"
 
 
-def evaluate_and_save(extractor, splits, store, out: Path, settings: dict[str, OneClassConfig], extractor_name: str,
+def evaluate_and_save(extractor, splits, store, out: Path, settings: dict[str, OneClassDetector], extractor_name: str,
                       *, protocols: dict, max_patches: int | None, bootstrap: int = 0, seed: int = 0,
                       progress: bool = True) -> dict[tuple[str, str], OneClassRun]:
     """:func:`evaluate_oneclass` on ``out/feature_cache``, with every detector saved where notebook 05 and
@@ -345,9 +388,9 @@ def describe_runs(runs: dict[tuple[str, str], OneClassRun]) -> list[str]:
     lines, warnings = [], []
     for (pname, sname), run in runs.items():
         d = run.detector
-        chosen = f", density chosen on held-out reals: {d.density}" if sname == "small_sample" else ""
-        lines.append(f"{pname:>15} {sname:>12}: threshold {d.threshold:.1f} from "
-                     f"{d.n_calibration or d.n_train} reals{chosen}")
+        chosen = f", density chosen on held-out reals: {d.density_name_}" if sname == "small_sample" else ""
+        lines.append(f"{pname:>15} {sname:>12}: threshold {d.threshold_:.1f} from "
+                     f"{d.n_calibration_ or d.n_train_} reals{chosen}")
         if run.warning and pname == "raw":
             warnings.append(f"Warning ({sname}): {run.warning}")
     return lines + warnings
@@ -366,7 +409,7 @@ def mean_summary(runs_by_extractor: dict[str, dict], columns=("acc", "real_acc",
 
 
 def component_sweep(extractor, splits, store, cache_root: Path, components, *, max_patches: int | None,
-                    config: OneClassConfig | None = None, protocol=None):
+                    config: OneClassDetector | None = None, protocol=None):
     """The authors' mixture with each number of ``components`` on the training reals' features (read from
     the cache the evaluation filled): the share of training reals and of *test* reals above the threshold,
     and ROC-AUC over the whole test suite. Shows what memorising the training reals does."""
@@ -376,7 +419,7 @@ def component_sweep(extractor, splits, store, cache_root: Path, components, *, m
 
     from .metrics import roc_auc
 
-    config = config or OneClassConfig()
+    config = config or OneClassDetector()
     train, _, _ = extractor_features(extractor.eval(), splits.oneclass_train, store, cache_root, max_patches, False,
                                      protocol)
     test, _, _ = extractor_features(extractor, splits.suite.samples(), store, cache_root, max_patches, False, protocol)
@@ -388,10 +431,10 @@ def component_sweep(extractor, splits, store, cache_root: Path, components, *, m
     for k in components:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DegenerateMixtureWarning)
-            det = OneClassDetector(OneClassConfig(**{**asdict(config), "method": "gmm", "n_components": int(k)})).fit(x)
-        loglik = det.score(test_x)
-        rows.append({"components": int(k), "train reals above threshold": float(np.mean(det.score(x) > det.threshold)),
-                     "test reals above threshold": float(np.mean(loglik[labels == 0] > det.threshold)),
-                     "test fakes below threshold": float(np.mean(loglik[labels == 1] <= det.threshold)),
+            det = clone(config).set_params(method="gmm", n_components=int(k)).fit(x)
+        loglik = det.score_samples(test_x)
+        rows.append({"components": int(k), "train reals above threshold": float(np.mean(det.predict(x) == 1)),
+                     "test reals above threshold": float(np.mean(loglik[labels == 0] > det.threshold_)),
+                     "test fakes below threshold": float(np.mean(loglik[labels == 1] <= det.threshold_)),
                      "auc": roc_auc(labels, -loglik)})
     return pd.DataFrame(rows)

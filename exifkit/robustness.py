@@ -32,8 +32,8 @@ def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore
         if oneclass is not None:
             feats, fail = _scores(extractor, None, "extractor-" + weights_hash(extractor),
                                   protocol, suite, store, cache_root, max_patches, "feature", progress)
-            scores = {k: float(-oneclass.score(np.asarray(v)[None])[0]) for k, v in feats.items()}
-            t = suite_table(suite, scores, -oneclass.threshold, bootstrap, seed)
+            scores = {k: float(-oneclass.score_samples(np.asarray(v)[None])[0]) for k, v in feats.items()}
+            t = suite_table(suite, scores, -oneclass.threshold_, bootstrap, seed)
             t.insert(0, "detector", "one-class GMM")  # the name of the column value; any one-class density
             t.insert(0, "protocol", protocol.id)
             tables.append(t)

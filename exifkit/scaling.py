@@ -310,9 +310,9 @@ class Evaluator:
         out["probe"] = test.scores(fit_probe(train.features, train.labels, strength).predict_proba(test.features)[:, 1])
         reals, _, _ = extractor_features(ext, self.splits.oneclass_train, self.store, self.cache_root,
                                          cfg.eval_max_patches, progress=False, protocol=self.protocol, memo=self.memo)
-        det = OneClassDetector(self.profile.oneclass_config(**cfg.oneclass)).fit(np.stack(list(reals.values())))
+        det = self.profile.oneclass_detector(**cfg.oneclass).fit(np.stack(list(reals.values())))
         keys = [s.key for s in test.samples]
-        out["oneclass"] = dict(zip(keys, (-det.score(test.features)).tolist()))
+        out["oneclass"] = dict(zip(keys, (-det.score_samples(test.features)).tolist()))
         return out
 
     def score(self, out: dict, train_labels, reference: dict | None) -> list[dict]:

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -123,7 +123,7 @@ print("\n".join(describe_runs(runs)))
 # the only thing that picks the density: fakes are not involved.
 
 # %%
-display(runs["raw", "small_sample"].detector.selection.round(1))
+display(runs["raw", "small_sample"].detector.selection_.round(1))
 
 # %% [markdown]
 # ### Exercise 3.1 (coding): the log-density a mixture component computes
@@ -200,7 +200,7 @@ display(component_sweep(choice.extractor, splits, store, out / "feature_cache", 
 
 # %%
 main = runs["aligned_jpeg95", shipped]
-save_figure(score_histograms(splits.suite, main.fake_scores, -main.detector.threshold, "- log-likelihood"),
+save_figure(score_histograms(splits.suite, main.fake_scores, -main.detector.threshold_, "- log-likelihood"),
             out / "figures", "oneclass_histograms")
 save_figure(roc_figure(splits.suite, main.fake_scores, f"One-class ({shipped}) on pretext features, format-aligned"),
             out / "figures", "oneclass_roc")

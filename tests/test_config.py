@@ -31,12 +31,12 @@ def test_root_is_found_from_a_subfolder_and_from_the_environment(root, tmp_path,
 def test_every_profile_builds_its_typed_configurations(root):
     for name in available_profiles():
         p = load_profile(name, root=root)
-        p.pretext_config(), p.binary_config(), p.oneclass_config()
-        small = p.oneclass_small_sample_config()
-        assert small.method == "small_sample" and p.oneclass_config(method="gmm").method == "gmm"
+        p.pretext_config(), p.binary_config(), p.oneclass_detector()
+        small = p.oneclass_detector(method="small_sample")
+        assert small.method == "small_sample" and p.oneclass_detector(method="gmm").method == "gmm"
     extended = load_profile("extended", root=root)
-    assert extended.oneclass_config().method == "small_sample"
-    assert extended.oneclass_small_sample_config().threshold_percentile == 5.0
-    assert extended.oneclass_config(method="gmm").threshold_percentile == 2.0  # the authors'
+    assert extended.oneclass_detector().method == "small_sample"
+    assert extended.oneclass_detector(method="small_sample").threshold_percentile == 5.0
+    assert extended.oneclass_detector(method="gmm").threshold_percentile == 2.0  # the authors'
     aligned = extended.binary_config().augment
     assert aligned.crop == 256 and aligned.jpeg_p == 1.0

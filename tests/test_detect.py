@@ -13,7 +13,7 @@ from exifkit.binary import BinaryModel
 from exifkit.cli import main
 from exifkit.detect import BundleError, Detector, save_bundle
 from exifkit.model.extractor import Extractor, ExtractorConfig
-from exifkit.oneclass import OneClassConfig, OneClassDetector
+from exifkit.oneclass import OneClassDetector
 
 TINY = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
                        head_dim=4, mlp_dim=8)
@@ -41,7 +41,7 @@ def test_bundle_round_trip_gives_identical_scores(bundle, demo_camera_paths):
     x = to_tensor(grid_patches(load_rgb(demo_camera_paths[0]), 16, 8))[None]
     with torch.no_grad():
         assert s.p_fake == pytest.approx(float(binary.fake_probability(x)[0, 0]), abs=1e-6)
-        assert s.loglik == pytest.approx(float(det.oneclass.score(extractor(x).feature.numpy())[0]), abs=1e-6)
+        assert s.loglik == pytest.approx(float(det.oneclass.score_samples(extractor(x).feature.numpy())[0]), abs=1e-6)
     assert det.score(load_rgb(demo_camera_paths[0])).p_fake == pytest.approx(s.p_fake)  # arrays work too
 
 
@@ -131,7 +131,7 @@ def test_bundle_refit_on_the_users_reals_reports_the_heldout_false_positive_rate
     assert report["reals"] == 60 and report["unreadable"] == 1 and "notes.txt" in captured.err
     assert report["held_out_for_threshold"] == 12 and 0 <= report["held_out_false_positive_rate"] <= 0.2
     det = Detector.from_bundle(new)
-    assert det.oneclass.config.method == "small_sample" and det.meta["refit"]["reals_sha256"] == report["reals_sha256"]
+    assert det.oneclass.method == "small_sample" and det.meta["refit"]["reals_sha256"] == report["reals_sha256"]
     assert det.binary is not None and det.warnings == []  # binary kept, one-class validated on held-out reals
     assert main(["bundle", "refit", "--reals", str(tmp_path / "nowhere"), "--from", str(path),
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
@@ -172,7 +172,7 @@ def test_a_bundle_ships_its_training_files_and_the_ablation(tmp_path):
 
     torch.manual_seed(0)
     extractor = Extractor(TINY).eval()
-    gmm = OneClassDetector(OneClassConfig(method="small_sample")).fit(np.random.default_rng(0).normal(size=(60, TINY.feature_dim)))
+    gmm = OneClassDetector(method="small_sample").fit(np.random.default_rng(0).normal(size=(60, TINY.feature_dim)))
     main_model, ablation = BinaryModel(TINY, extractor).eval(), BinaryModel(TINY, extractor).eval()
     path = save_bundle(tmp_path / "b", extractor, gmm, main_model, max_patches=8, profile="extended",
                        binary_alpha=0.05, ablation=(ablation, {"threshold": 0.3}), trained_on={"ab" * 32, "cd" * 32},

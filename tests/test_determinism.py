@@ -10,7 +10,7 @@ from exifkit.config import load_profile
 from exifkit.exif.read import read_many
 from exifkit.metrics import suite_table
 from exifkit.model.extractor import ExtractorConfig
-from exifkit.oneclass import OneClassConfig, OneClassDetector, extractor_features
+from exifkit.oneclass import OneClassDetector, extractor_features
 from exifkit.pretext import PretextConfig, load_photos, load_pretext, train_pretext
 
 TINY = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
@@ -29,9 +29,9 @@ def _pipeline(out, root, demo_store):
     extractor = load_pretext(pre.checkpoint)[0].extractor
     train, _, _ = extractor_features(extractor, splits.oneclass_train[:20], demo_store, out / "cache", 8, progress=False)
     test, _, _ = extractor_features(extractor, suite.samples(), demo_store, out / "cache", 8, progress=False)
-    gmm = OneClassDetector(OneClassConfig(n_components=2)).fit(np.stack(list(train.values())))
-    scores = {k: float(-gmm.score(v[None])[0]) for k, v in test.items()}
-    suite_table(suite, scores, -gmm.threshold, bootstrap=20, seed=1).to_csv(out / "oneclass.csv", index=False)
+    gmm = OneClassDetector(n_components=2).fit(np.stack(list(train.values())))
+    scores = {k: float(-gmm.score_samples(v[None])[0]) for k, v in test.items()}
+    suite_table(suite, scores, -gmm.threshold_, bootstrap=20, seed=1).to_csv(out / "oneclass.csv", index=False)
     images, labels, _ = load_training_images(splits.binary_train[::10], demo_store)
     cfg = BinaryConfig(extractor=TINY, steps=3, batch_images=4, n_patches=4, device="cpu", seed=5)
     res = train_binary(cfg, extractor, images, labels, out / "binary", progress=False)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from exifkit.oneclass import OneClassConfig, OneClassDetector
+from exifkit.oneclass import OneClassDetector
 
 
 @pytest.fixture
@@ -13,12 +13,66 @@ def features():
 def test_threshold_is_the_authors_percentile_rule(features):
     train, _ = features
     det = OneClassDetector().fit(train)
-    ll = np.sort(det.score(train))
-    assert det.threshold == ll[int(np.floor(0.02 * len(train)))]  # index 8 of 400
+    ll = np.sort(det.score_samples(train))
+    assert det.threshold_ == ll[int(np.floor(0.02 * len(train)))]  # index 8 of 400
     # real only if the log-likelihood *exceeds* the threshold: the 8 below it and the one at it are fake
-    assert det.predict_fake(train).sum() == 9
-    det10 = OneClassDetector(OneClassConfig(threshold_percentile=10)).fit(train)
-    assert det10.threshold > det.threshold
+    assert (det.predict(train) == -1).sum() == 9 and set(det.predict(train)) == {-1, 1}
+    at = det.score_samples(train) == det.threshold_
+    assert at.sum() == 1 and det.predict(train)[at] == -1 and det.decision_function(train)[at] < 0
+    assert OneClassDetector(threshold_percentile=10).fit(train).threshold_ > det.threshold_
+
+
+def test_the_authors_mixture_scores_exactly_as_scikit_learn_scores_it(features):
+    """Our density is only a carrier of the fitted mixture's public arrays; its log-likelihood must be
+    scikit-learn's own, so the authors' protocol is theirs to the last bit."""
+    from sklearn.mixture import GaussianMixture
+
+    train, test = features
+    det = OneClassDetector().fit(train)
+    gmm = GaussianMixture(5, covariance_type="full", init_params="k-means++", random_state=42, reg_covar=1e-6)
+    gmm.fit(train)
+    np.testing.assert_allclose(det.score_samples(test), gmm.score_samples(test), rtol=1e-12, atol=0)
+    for kind in ("diag", "tied", "spherical"):
+        other = OneClassDetector(covariance_type=kind, n_components=2).fit(train)
+        ref = GaussianMixture(2, covariance_type=kind, init_params="k-means++", random_state=42).fit(train)
+        np.testing.assert_allclose(other.score_samples(test), ref.score_samples(test), rtol=1e-9)
+
+
+def test_it_is_a_scikit_learn_estimator_clone_and_params_included(features):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    train, test = features
+    det = OneClassDetector(n_components=3, threshold_percentile=5.0)
+    assert det.get_params()["n_components"] == 3 and det.set_params(n_components=2) is det
+    with pytest.raises(NotFittedError):
+        det.score_samples(test)
+    fitted = det.fit(train)
+    assert fitted is det and det.n_features_in_ == 6
+    copy = clone(det)
+    assert copy.get_params() == det.get_params() and not hasattr(copy, "threshold_")
+    np.testing.assert_array_equal(copy.fit(train).score_samples(test), det.score_samples(test))
+    np.testing.assert_array_equal(OneClassDetector().fit_predict(train), OneClassDetector().fit(train).predict(train))
+    with pytest.raises(ValueError, match="6 features"):
+        det.score_samples(test[:, :4])
+
+
+def test_scikit_learn_check_estimator_passes_every_check():
+    """All of scikit-learn's estimator checks run and pass. The one it skips itself is the array-API
+    check (only with SCIPY_ARRAY_API set); the density is NumPy arrays, so it does not apply."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the degenerate-mixture warning on the checks' tiny data sets
+        results = check_estimator(OneClassDetector(), on_fail=None)
+    failed = {r["check_name"]: str(r["exception"]) for r in results if r["status"] == "failed"}
+    assert not failed, failed
+    assert {r["check_name"] for r in results if r["status"] == "skipped"} <= {"check_array_api_input"}
+    ran = {r["check_name"] for r in results if r["status"] == "passed"}
+    assert len(ran) >= 40 and {"check_outliers_train", "check_fit_idempotent", "check_n_features_in_after_fitting",
+                               "check_estimators_nan_inf", "check_fit2d_1sample", "check_estimators_pickle"} <= ran
 
 
 def test_save_and_load_give_identical_scores_without_pickle(tmp_path, features):
@@ -26,17 +80,17 @@ def test_save_and_load_give_identical_scores_without_pickle(tmp_path, features):
     det = OneClassDetector().fit(train)
     meta = det.save(tmp_path / "gmm")
     with np.load(tmp_path / "gmm.npz", allow_pickle=False) as arrays:  # plain arrays only
-        assert set(arrays.files) == set(OneClassDetector.ARRAYS)
+        assert set(arrays.files) == {"weights_", "means_", "covariances_", "precisions_cholesky_"}
     again = OneClassDetector.load(meta)
-    np.testing.assert_array_equal(again.score(test), det.score(test))
-    assert again.threshold == det.threshold and again.config == det.config
+    np.testing.assert_array_equal(again.score_samples(test), det.score_samples(test))
+    assert again.threshold_ == det.threshold_ and again.get_params() == det.get_params()
 
 
 def test_off_distribution_points_score_lower(features):
     train, test = features
     det = OneClassDetector().fit(train)
-    assert np.median(det.score(test)) < det.threshold
-    with pytest.raises(ValueError, match="3 training features for 5 mixture components"):
+    assert np.median(det.score_samples(test)) < det.threshold_
+    with pytest.raises(ValueError, match="n_samples = 3: too few training features for 5 mixture components"):
         OneClassDetector().fit(train[:3])
 
 
@@ -50,45 +104,44 @@ def test_small_sample_method_chooses_on_heldout_reals_and_calibrates_on_reals_it
     from exifkit.oneclass import candidate_densities
 
     reals = _low_rank_reals(150)
-    config = OneClassConfig(method="small_sample", threshold_percentile=5.0, ppca_components=(2, 6, 20))
-    det = OneClassDetector(config).fit(reals)
-    assert det.n_calibration == 30 and det.n_train == 120
-    assert det.density == det.selection["density"][0] and set(det.selection["density"]) == set(candidate_densities(config))
-    assert det.density == "ppca_6"  # the true rank of the reals
-    assert 0.9 <= det.calibration_real_acc <= 1.0
+    det = OneClassDetector(method="small_sample", threshold_percentile=5.0, ppca_components=(2, 6, 20)).fit(reals)
+    assert det.n_calibration_ == 30 and det.n_train_ == 120
+    assert det.density_name_ == det.selection_["density"][0]
+    assert set(det.selection_["density"]) == set(candidate_densities(det))
+    assert det.density_name_ == "ppca_6"  # the true rank of the reals
+    assert 0.9 <= det.calibration_real_acc_ <= 1.0
     new_reals, off = _low_rank_reals(200, seed=1), _low_rank_reals(200, seed=2) + 3.0
-    assert (det.score(new_reals) > det.threshold).mean() > 0.85  # held-out reals stay real
-    assert (det.score(off) <= det.threshold).mean() > 0.95
+    assert (det.predict(new_reals) == 1).mean() > 0.85  # held-out reals stay real
+    assert (det.predict(off) == -1).mean() > 0.95
     again = OneClassDetector.load(det.save(tmp_path / "small"))
-    np.testing.assert_allclose(again.score(off), det.score(off))
-    assert again.density == det.density and again.threshold == det.threshold
+    np.testing.assert_allclose(again.score_samples(off), det.score_samples(off))
+    assert again.density_name_ == det.density_name_ and again.threshold_ == det.threshold_
 
 
 def test_the_authors_gmm_on_few_reals_is_diagnosed_as_degenerate():
-    from exifkit.oneclass import diagnose
-
-    from exifkit.oneclass import DegenerateMixtureWarning
+    from exifkit.oneclass import DegenerateMixtureWarning, diagnose
 
     reals = _low_rank_reals(150)
     with pytest.warns(DegenerateMixtureWarning, match="100 reals for 5 full 60-dimensional"):
         det = OneClassDetector().fit(reals[:100])
-    heldout_acc = float((det.score(reals[100:]) > det.threshold).mean())
-    message = diagnose(100, 60, det.config, heldout_acc)
+    heldout_acc = float((det.predict(reals[100:]) == 1).mean())
+    message = diagnose(100, 60, det, heldout_acc)
     assert "degenerate" in message and "100 reals for 5 full 60-dimensional covariances" in message
-    assert diagnose(100_000, 60, det.config, 0.97) is None
-    assert diagnose(100, 60, OneClassConfig(method="small_sample")) is None
+    assert diagnose(100_000, 60, det, 0.97) is None
+    assert diagnose(100, 60, OneClassDetector(method="small_sample")) is None
 
 
 def test_small_sample_refuses_too_few_reals():
     with pytest.raises(ValueError, match="too few"):
-        OneClassDetector(OneClassConfig(method="small_sample")).fit(_low_rank_reals(30))
+        OneClassDetector(method="small_sample").fit(_low_rank_reals(30))
 
 
 def test_float32_features_are_fitted_in_float64(features):
     train, test = features
     det = OneClassDetector().fit(train.astype(np.float32))
-    assert det.gmm.means_.dtype == np.float64
-    np.testing.assert_allclose(det.score(test.astype(np.float32)), OneClassDetector().fit(train).score(test), rtol=1e-4)
+    assert det.density_.means.dtype == np.float64
+    np.testing.assert_allclose(det.score_samples(test.astype(np.float32)),
+                               OneClassDetector().fit(train).score_samples(test), rtol=1e-4)
 
 
 def _split_of(reals, fakes):
@@ -138,7 +191,7 @@ def test_mean_summary_and_descriptions_of_fitted_runs(features):
     summary = mean_summary({"pretext": runs, "random init": runs})
     assert list(summary["extractor"]) == ["pretext", "random init"] and (summary["auc"] == 0.8).all()
     lines = describe_runs(runs)
-    assert lines[0].split() == ["raw", "paper:", "threshold", f"{det.threshold:.1f}", "from", "400", "reals"]
+    assert lines[0].split() == ["raw", "paper:", "threshold", f"{det.threshold_:.1f}", "from", "400", "reals"]
     assert lines[-1] == "Warning (paper): too few reals"
     assert saved_detector("out", "random", "paper").as_posix() == "out/oneclass/random_paper.json"
     assert saved_detector("out", "pretext", "small_sample", "aligned_jpeg95").as_posix() == \

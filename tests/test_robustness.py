@@ -33,9 +33,9 @@ PFAKE = {"r1": 0.2, "r2": 0.6, "a1": 0.9, "a2": 0.7, "b1": 0.1, "b2": 0.4}
 
 
 class StubDensity:
-    threshold = 3.0
+    threshold_ = 3.0
 
-    def score(self, x):  # the feature *is* the log-likelihood here
+    def score_samples(self, x):  # the feature *is* the log-likelihood here
         return np.asarray(x)[:, 0]
 
 
