@@ -103,6 +103,9 @@ def run(name: str, workload: Callable[[str, str, argparse.Namespace], dict], met
         add_arguments(parser)
     args = parser.parse_args(argv)
     if args.child:
+        from exifkit.runtime import keep_freed_memory
+
+        keep_freed_memory()  # as the exifkit command and the trainers do
         mode, device = args.child
         numbers = workload(mode, device, args)
         numbers["peak_rss_mb"] = round(peak_rss_mb(), 1)

@@ -2,10 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .runtime import keep_freed_memory as _keep_freed_memory
-
-_keep_freed_memory()  # see exifkit/runtime.py: a large CPU speed-up, EXIFKIT_MALLOC=default opts out
-
 
 def __getattr__(name):
     """``exifkit.Detector`` without importing torch on ``import exifkit``."""

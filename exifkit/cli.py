@@ -11,6 +11,7 @@ from pathlib import Path
 from . import __version__
 from .config import available_profiles, data_store, load_profile
 from .errors import MissingInputError, SettingError, TooFewImagesError, UserError
+from .runtime import keep_freed_memory
 
 EPILOG = """examples:
   exifkit data verify demo                        check the embedded demo data
@@ -548,6 +549,7 @@ def _tolerant_streams() -> None:
 def main(argv=None) -> int:
     """User errors (see :mod:`exifkit.errors`) end in one line and exit 2; bugs keep their traceback."""
     _tolerant_streams()
+    keep_freed_memory()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -9,9 +9,11 @@ mmap thresholds keeps freed memory in the process for reuse. The mmap threshold 
 in fp32), so glibc is also told never to serve a block by mmap: every block then comes from the
 heap and is reused once freed; only what lies free at the top of the heap beyond 1 GiB goes back to
 the system. That made a training step 1.5-1.7x faster in both precisions (benchmarks/README.md).
-It is applied when exifkit is imported, on Linux with glibc only; ``EXIFKIT_MALLOC=default`` leaves
-the allocator alone (jemalloc or tcmalloc through LD_PRELOAD are also fine: they keep memory by
-design).
+The setting is process-wide, so importing exifkit never applies it: the entry points that allocate
+those maps call :func:`keep_freed_memory` themselves (the ``exifkit`` command, both trainers, the
+benchmarks), on Linux with glibc only. A library user who wants it in their own process calls it
+too. ``EXIFKIT_MALLOC=default`` leaves the allocator alone (jemalloc or tcmalloc through LD_PRELOAD
+are also fine: they keep memory by design).
 """
 
 from __future__ import annotations

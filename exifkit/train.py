@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import SettingError
+from .runtime import keep_freed_memory
 
 
 def batch_positions(n_items: int, step: int, batch: int, seed: int, rank: int = 0, world: int = 1):
@@ -64,7 +65,8 @@ def init_distributed(device: torch.device) -> Distributed:
 
 
 def setup_run(device_name: str, seed: int) -> tuple[torch.device, Distributed]:
-    """Device, process group (under torchrun) and seed, the same way for every trainer."""
+    """Allocator, device, process group (under torchrun) and seed, the same way for every trainer."""
+    keep_freed_memory()
     device = resolve_device(device_name)
     ctx = init_distributed(device)
     if ctx.enabled and device.type == "cuda":
