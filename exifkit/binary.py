@@ -386,7 +386,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     start = resume_state(ckpt_path, model, optimizer, config_dict, defaults) if resume else 0
     earlier = run_segments(ckpt_path, start)
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
-    stages = ["dist_stage1", "dist_stage2", "dist_stage3", "dist_stage4", "dist_patch_vectors"]
+    stages = [f"dist_stage{i + 1}" for i in range(len(config.extractor.convs_per_stage))] + ["dist_patch_vectors"]
     log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,
                      resume_step=start if resume else None) if ctx.is_main else None
     val_log = MetricsLog(out / "validation.csv", ["step", "paired_macro_auc"], resume_step=start if resume else None) \
