@@ -62,3 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decoding.py
 	$(BIN)/python benchmarks/profile_extractor.py
 	$(BIN)/python benchmarks/data_path.py
+	$(BIN)/python benchmarks/detect_kernel.py

@@ -229,3 +229,25 @@ def test_the_kernel_folder_it_creates_is_private(fresh_kernel_state, monkeypatch
     folder = _shared_tmp(monkeypatch, tmp_path)
     assert winograd.available(), winograd.status()
     assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def _operator_args(c=32, hw=16, pending=True):
+    x, weight, bias = _maps(2, c, hw, hw, seed=3)
+    stats = torch.stack([x.flatten(1).mean(1), x.flatten(1).var(1).add(1e-5).rsqrt()], 1)
+    gamma, beta = torch.rand(hw, hw, c) + 0.5, torch.randn(hw, hw, c) * 0.1
+    owed = (stats, gamma, beta, 0.0, float("inf")) if pending else (None, None, None, 0.0, 0.0)
+    return x, weight, bias, owed
+
+
+@pytest.mark.parametrize("c", [32, 24])  # 24 channels: not a multiple of 16, so the registered fallback runs
+def test_the_operators_pass_torch_library_opcheck_and_the_fallback_is_the_same_function(c):
+    x, weight, bias, owed = _operator_args(c)
+    u = winograd.transform_weight(weight)
+    torch.library.opcheck(torch.ops.exifkit.winograd_conv3x3.default, (x, u, weight, bias, *owed))
+    torch.library.opcheck(torch.ops.exifkit.norm_pool.default, (x, *owed[:3], 0.0, float("inf")))
+    y, sums = torch.ops.exifkit.winograd_conv3x3(x, u, weight, bias, *owed)
+    expected = F.conv2d(winograd.PendingNorm(*owed).apply(x).double(), weight.double(), bias.double(), padding=1)
+    assert (y.double() - expected).abs().max() / expected.abs().max() <= 1e-5
+    torch.testing.assert_close(sums[:, 1], y.double().square().sum((1, 2, 3)), rtol=1e-6, atol=0)
+    pooled = torch.ops.exifkit.norm_pool(x, *owed)
+    torch.testing.assert_close(pooled, F.avg_pool2d(winograd.PendingNorm(*owed).apply(x), 3, 2, 1), atol=1e-5, rtol=0)
