@@ -156,6 +156,13 @@ class FastWeights:
     winograd: list[torch.Tensor | None]  # per stage convolution: its Winograd filters, at CPU inference
 
 
+def derived_from(extractor) -> list[torch.Tensor]:
+    """The tensors :func:`prepare` reads: what a kept :class:`FastWeights` must be checked against."""
+    layers = [layer for stage in extractor.stages for layer in stage.layers]
+    return [extractor.srm.weight, extractor.stem.conv.weight, extractor.stem.norm.weight, extractor.stem.norm.bias,
+            *(t for layer in layers for t in (layer.conv.weight, layer.norm.weight, layer.norm.bias))]
+
+
 def prepare(extractor) -> FastWeights:
     norms = [extractor.stem.norm] + [layer.norm for stage in extractor.stages for layer in stage.layers]
     convs = [layer.conv.weight for stage in extractor.stages for layer in stage.layers]
