@@ -26,7 +26,7 @@ def workload(mode: str, device: str, args, precision: str = "fp32") -> dict:
     import numpy as np
     import torch
 
-    from exifkit.binary import BinaryConfig, BinaryModel, binary_batch, binary_step
+    from exifkit.binary import BinaryConfig, BinaryModel, binary_batch, binary_step, frozen_teacher
     from exifkit.config import data_store, load_profile
     from exifkit.data.images import load_rgb
     from exifkit.exif.read import read_many
@@ -61,15 +61,15 @@ def workload(mode: str, device: str, args, precision: str = "fp32") -> dict:
     images = [load_rgb(p) for p in cameras[:32] + fakes]
     labels = np.array([0] * 32 + [1] * len(fakes))
     config = BinaryConfig(extractor=ExtractorConfig(), batch_images=args.binary_images)
-    frozen = Extractor(config.extractor, mode=mode)
-    binary = BinaryModel(config.extractor, frozen)
+    teacher = frozen_teacher(Extractor(config.extractor, mode=mode)).to(device)
+    binary = BinaryModel(config.extractor)
     binary.extractor.mode = mode
     binary.to(device).train()
-    optimizer = torch.optim.Adam([p for p in binary.parameters() if p.requires_grad], lr=config.lr)
+    optimizer = torch.optim.Adam(binary.parameters(), lr=config.lr)
 
     def binary_steps():
         x, y = binary_batch(images, labels, step["n"], config)
-        binary_step(binary, optimizer, x.to(device), y.to(device), config.alpha, precision=precision)
+        binary_step(binary, teacher, optimizer, x.to(device), y.to(device), config.alpha, precision=precision)
         step["n"] += 1
         return len(y)
 

@@ -23,6 +23,7 @@ from torch import nn
 from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
 from .errors import MissingInputError, SettingError
+from .features import weights_hash
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
 from .train import (MetricsLog, autocast, batch_positions, close_distributed, keep_if_best, load_checkpoint,
@@ -136,28 +137,27 @@ def stage_distances(a: ExtractorOutput, b: ExtractorOutput) -> list[torch.Tensor
     return [F.mse_loss(x, y) for x, y in zip(a.stages + [a.patch_vectors], b.stages + [b.patch_vectors])]
 
 
+def _without_teacher(module, state_dict, prefix, *args) -> None:
+    """Checkpoints and bundles written while the teacher was a submodule carry it under ``frozen.``:
+    they load, the teacher's copy is dropped."""
+    for key in [k for k in state_dict if k.startswith(prefix + "frozen.")]:
+        del state_dict[key]
+
+
 class BinaryModel(nn.Module):
-    def __init__(self, config: ExtractorConfig, frozen: Extractor):
+    """The trainable network only: an extractor and a linear head. The frozen pretext extractor it is
+    regularised towards (the teacher) is not part of it, so checkpoints and bundles hold only what was
+    trained; the trainer holds the teacher beside it."""
+
+    def __init__(self, config: ExtractorConfig):
         super().__init__()
         self.extractor = Extractor(config)
         self.classifier = nn.Linear(self.extractor.feature_dim, 2)
-        self.frozen = frozen.eval()
-        for p in self.frozen.parameters():
-            p.requires_grad_(False)
+        self.register_load_state_dict_pre_hook(_without_teacher)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.frozen.eval()  # never leaves eval mode
-        return self
-
-    def forward(self, x: torch.Tensor, with_frozen: bool = True):
+    def forward(self, x: torch.Tensor):
         out = self.extractor(x)
-        logits = self.classifier(out.feature)
-        ref = None
-        if with_frozen:
-            with torch.no_grad():
-                ref = self.frozen(x)
-        return logits, out, ref
+        return self.classifier(out.feature), out
 
     def fake_probability_of(self, features: torch.Tensor) -> torch.Tensor:
         """P(fake) = 1 - softmax[:, 0] from image features, shape (B, 1)."""
@@ -337,11 +337,23 @@ def _as_float(out: ExtractorOutput | None) -> ExtractorOutput | None:
     return ExtractorOutput(out.feature.float(), [s.float() for s in out.stages], out.patch_vectors.float())
 
 
-def binary_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, alpha: float,
-                with_frozen: bool = True, precision: str = "fp32"):
-    """One optimisation step (what the trainer and the benchmark time); losses in fp32."""
+def frozen_teacher(extractor: Extractor) -> Extractor:
+    """The pretext extractor as the regulariser's fixed reference: eval mode, no gradients."""
+    for p in extractor.parameters():
+        p.requires_grad_(False)
+    return extractor.eval()
+
+
+def binary_step(net: nn.Module, teacher: Extractor | None, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor, alpha: float, precision: str = "fp32"):
+    """One optimisation step (what the trainer and the benchmark time); losses in fp32. Without a
+    ``teacher`` there is no regulariser (and no stage distances to log)."""
     with autocast(x.device, precision):
-        logits, feats, ref = net(x, with_frozen=with_frozen)
+        logits, feats = net(x)
+        ref = None
+        if teacher is not None:
+            with torch.no_grad():
+                ref = teacher(x)
     logits, feats, ref = logits.float(), _as_float(feats), _as_float(ref)
     loss, ce, reg, dists = binary_loss(logits, y, feats, ref, alpha)
     optimizer.zero_grad(set_to_none=True)
@@ -373,16 +385,18 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     elif config.balance_classes:
         logging.getLogger(__name__).warning("balance_classes is not applied to a streamed set: its class mix is "
                                             "the one packed")
-    model = BinaryModel(config.extractor, frozen)
+    teacher = frozen_teacher(frozen).to(device)
+    model = BinaryModel(config.extractor)
     if config.init == "pretext":
         model.extractor.load_state_dict(frozen.state_dict())
     elif config.init != "random":
         raise SettingError(f"init must be 'random' or 'pretext', not {config.init!r}")
     model.to(device)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     ckpt_path = out / "last.pt"
-    config_dict = {**asdict(config), "extractor": asdict(config.extractor)}
+    config_dict = {**asdict(config), "extractor": asdict(config.extractor), "teacher": weights_hash(teacher)}
     defaults = asdict(BinaryConfig(extractor=config.extractor))  # asdict turns the extractor into a dict too
+    defaults["teacher"] = config_dict["teacher"]  # checkpoints from before it was recorded
     start = resume_state(ckpt_path, model, optimizer, config_dict, defaults) if resume else 0
     earlier = run_segments(ckpt_path, start)
     net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
@@ -400,7 +414,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
         keep_if_best(out / "best.pt", score, {"step": step, "model": model.state_dict(), "config": config_dict,
                                               "validation_metric": "paired macro AUC"})
 
-    need_frozen = config.alpha > 0 or (log is not None)
+    step_teacher = teacher if config.alpha > 0 or log is not None else None
     net.train()
     t0 = window_t = time.perf_counter()
     window_imgs = 0
@@ -409,7 +423,7 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     batches = _batches(images, labels, config, start, ctx, device)
     for step, (x, y) in zip(bar, batches):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits, loss, ce, reg, dists = binary_step(net, optimizer, x, y, config.alpha, need_frozen, precision)
+        logits, loss, ce, reg, dists = binary_step(net, step_teacher, optimizer, x, y, config.alpha, precision)
         window_imgs += len(y) * ctx.world_size
         done = step + 1
         if log is not None and (done % config.log_every == 0 or done == config.steps):
@@ -435,24 +449,23 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     return BinaryTrainResult(trained_checkpoint(out), out / "metrics.csv", seconds, trained / seconds if seconds else 0.0)
 
 
-def load_binary(path: str | Path, config: ExtractorConfig | None = None, frozen: Extractor | None = None) -> BinaryModel:
+def load_binary(path: str | Path, config: ExtractorConfig | None = None) -> BinaryModel:
     """One of our binary checkpoints, in eval mode, built with the extractor configuration it stores;
-    a ``config`` or ``frozen`` extractor given that is not that one is refused."""
+    a ``config`` given that is not that one is refused. Checkpoints of either layout load."""
     state = load_checkpoint(path)
     stored = ExtractorConfig.from_dict(state["config"]["extractor"])
-    for name, asked in (("asked for", config), ("of the frozen extractor", frozen.config if frozen else None)):
-        if asked is not None and asked != stored:
-            changed = sorted(k for k in asdict(stored) if getattr(stored, k) != getattr(asked, k))
-            raise SettingError(f"{path}: trained with another extractor than the one {name} "
-                               f"({', '.join(f'{k} {getattr(stored, k)} not {getattr(asked, k)}' for k in changed)})")
-    model = BinaryModel(stored, frozen or Extractor(stored))
+    if config is not None and config != stored:
+        changed = sorted(k for k in asdict(stored) if getattr(stored, k) != getattr(config, k))
+        raise SettingError(f"{path}: trained with another extractor than the one asked for "
+                           f"({', '.join(f'{k} {getattr(stored, k)} not {getattr(config, k)}' for k in changed)})")
+    model = BinaryModel(stored)
     model.load_state_dict(state["model"])
     return model.eval()
 
 
 def from_official(official) -> BinaryModel:
     """The authors' released binary detector (see :func:`exifkit.model.load_official`) as a BinaryModel."""
-    model = BinaryModel(official.extractor.config, official.frozen_extractor)
+    model = BinaryModel(official.extractor.config)
     model.extractor.load_state_dict(official.extractor.state_dict())
     model.classifier.load_state_dict(official.classifier.state_dict())
     return model.eval()
@@ -531,7 +544,7 @@ def train_runs(config: BinaryConfig, frozen: Extractor, splits, store: DataStore
         cfg = type(config)(**{**config.__dict__, "alpha": float(name.split("=")[1])})
         result = train_binary(cfg, frozen, images, labels, run_dir, resume=resume, validation=held)
         print(f"{name}: {result.seconds:.0f} s, {result.images_per_second:.1f} images/s, kept {result.checkpoint.name}")
-        runs.models[name] = load_binary(result.checkpoint, cfg.extractor, frozen)
+        runs.models[name] = load_binary(result.checkpoint, cfg.extractor)
         runs.thresholds[name] = (validation_threshold(runs.models[name], validation, store,
                                                       cache_root or Path(out) / "feature_cache",
                                                       cfg.eval_max_patches, protocol)
@@ -552,7 +565,7 @@ def trained_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
         run = Path(out) / "binary" / name
         if not (trained_checkpoint(run).exists() and (run / "threshold.json").exists()):
             raise MissingInputError(f"{run}: run notebook 04 first (make reproduce does)")
-        runs.models[name] = load_binary(trained_checkpoint(run), frozen.config, frozen)
+        runs.models[name] = load_binary(trained_checkpoint(run), frozen.config)
         runs.thresholds[name] = json.loads((run / "threshold.json").read_text())
         if (run / "metrics.csv").exists():
             runs.logs[name] = pd.read_csv(run / "metrics.csv")

@@ -294,7 +294,7 @@ def cmd_binary_train(args) -> int:
                           validation=held)
     print(f"checkpoint: {result.checkpoint}  ({result.images_per_second:.2f} images/s, {len(images)} training "
           f"images, {len(validation)} kept for validation)")
-    load_binary(result.checkpoint, config.extractor, frozen)  # the file loads back
+    load_binary(result.checkpoint, config.extractor)  # the file loads back
     return 0
 
 

@@ -52,7 +52,7 @@ def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetect
     names = ["extractor.pt", "gmm.npz", "gmm.json"]
     for name, model in (("binary.pt", binary), (ABLATION_FILE, ablation[0] if ablation else None)):
         if model is not None:
-            torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("frozen.")}, out / name)
+            torch.save(model.state_dict(), out / name)
             names.append(name)
         else:
             (out / name).unlink(missing_ok=True)
@@ -81,11 +81,10 @@ class BundleError(UserError):
 
 
 def _load_binary(path: Path, config: ExtractorConfig) -> BinaryModel:
-    """A bundled binary detector: its trainable extractor and head (the frozen copy is not shipped)."""
-    model = BinaryModel(config, Extractor(config))
+    """A bundled binary detector: its trainable extractor and head (the teacher is never shipped)."""
+    model = BinaryModel(config)
     state = torch.load(path, map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("frozen.")]
     if missing or unexpected:
         raise BundleError(f"{path}: not a binary detector of this architecture (missing {missing[:3]}, "
                           f"unexpected {unexpected[:3]})")

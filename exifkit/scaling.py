@@ -478,7 +478,7 @@ def fake_axis(profile, config: ScalingConfig, extractor, splits, store, out: Pat
         kept = np.flatnonzero(mask)
         result = train_binary(bcfg, extractor, [images[i] for i in kept], labels[kept], folder, resume=True,
                               progress=progress, validation=held)
-        model = load_binary(trained_checkpoint(folder), bcfg.extractor, extractor)
+        model = load_binary(trained_checkpoint(folder), bcfg.extractor)
         scores["binary"], _ = fake_probabilities(model, test_samples, store, ev.cache_root, config.eval_max_patches,
                                                  progress=False, protocol=ev.protocol, memo=ev.memo)
         for detector, sc in scores.items():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from exifkit.binary import (AugmentConfig, BinaryConfig, BinaryModel, augment, binary_loss, gaussian_blur, jpeg,
-                            load_binary, train_binary)
+from exifkit.binary import (AugmentConfig, BinaryConfig, BinaryModel, augment, binary_loss, binary_step,
+                            frozen_teacher, gaussian_blur, jpeg, load_binary, train_binary)
 from exifkit.errors import SettingError
 from exifkit.model import Extractor, ExtractorConfig
 from exifkit.train import load_checkpoint
@@ -55,14 +55,38 @@ def test_regulariser_is_the_sum_of_stage_distances_and_vanishes_at_alpha_zero():
 
 
 def test_frozen_extractor_gets_no_gradient_and_stays_in_eval():
-    frozen = Extractor(TINY)
+    frozen = frozen_teacher(Extractor(TINY).train())
     before = {k: v.clone() for k, v in frozen.state_dict().items()}
-    model = BinaryModel(TINY, frozen).train()
+    model = BinaryModel(TINY).train()
     assert not frozen.training and all(not p.requires_grad for p in frozen.parameters())
-    logits, out, ref = model(torch.randn(2, 2, 3, 16, 16))
-    binary_loss(logits, torch.tensor([0, 1]), out, ref, 0.05)[0].backward()
-    assert all(p.grad is None for p in frozen.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    binary_step(model, frozen, opt, torch.randn(2, 2, 3, 16, 16), torch.tensor([0, 1]), 0.05)
+    assert all(p.grad is None for p in frozen.parameters()) and not frozen.training
     assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
+    assert not any(k.startswith("frozen") for k in model.state_dict())  # the teacher is not part of the model
+
+
+def test_a_checkpoint_of_the_old_layout_with_its_teacher_inside_still_loads_and_resumes(tmp_path):
+    """Before the teacher left the model, checkpoints carried it as ``frozen.*``; they load as they are."""
+    images, labels = _images()
+    frozen = Extractor(TINY)
+    cfg = BinaryConfig(extractor=TINY, steps=4, batch_images=3, n_patches=2, checkpoint_every=2, device="cpu")
+    train_binary(cfg, frozen, images, labels, tmp_path / "new", progress=False)
+    train_binary(replace(cfg, steps=2), frozen, images, labels, tmp_path / "old", progress=False)
+    state = load_checkpoint(tmp_path / "old" / "last.pt")
+    assert not any(k.startswith("frozen.") for k in state["model"]) and state["config"]["teacher"]
+    state["model"].update({f"frozen.{k}": v for k, v in frozen.state_dict().items()})
+    del state["config"]["teacher"]
+    torch.save(state, tmp_path / "old" / "last.pt")
+    assert load_binary(tmp_path / "old" / "last.pt").classifier.weight.shape == (2, TINY.feature_dim)
+    train_binary(cfg, frozen, images, labels, tmp_path / "old", resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "new" / "last.pt"), load_checkpoint(tmp_path / "old" / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    from exifkit.train import ResumeMismatchError
+
+    with pytest.raises(ResumeMismatchError, match="teacher"):
+        train_binary(replace(cfg, steps=6), Extractor(TINY), images, labels, tmp_path / "old", resume=True,
+                     progress=False)
 
 
 def _images():
@@ -105,8 +129,6 @@ def test_a_binary_checkpoint_loads_with_the_extractor_it_was_trained_with(tmp_pa
     other = replace(TINY, width=8)
     with pytest.raises(SettingError, match="width 4 not 8"):
         load_binary(result.checkpoint, other)
-    with pytest.raises(SettingError, match="frozen extractor"):
-        load_binary(result.checkpoint, frozen=Extractor(other))
 
 
 def test_the_authors_binary_checkpoint_scores_through_the_same_model(tmp_path):
@@ -170,10 +192,10 @@ def test_bf16_binary_step_takes_fp32_losses():
     from exifkit.binary import binary_step
 
     torch.manual_seed(0)
-    model = BinaryModel(TINY, Extractor(TINY))
+    model, teacher = BinaryModel(TINY), frozen_teacher(Extractor(TINY))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     x, y = torch.randn(4, 4, 3, 16, 16), torch.tensor([0, 1, 0, 1])
-    logits, loss, ce, reg, dists = binary_step(model, opt, x, y, 0.05, precision="bf16")
+    logits, loss, ce, reg, dists = binary_step(model, teacher, opt, x, y, 0.05, precision="bf16")
     assert logits.dtype == loss.dtype == torch.float32 and torch.isfinite(loss)
     assert all(d.dtype == torch.float32 for d in dists) and len(dists) == len(TINY.convs_per_stage) + 1
 

@@ -25,7 +25,7 @@ def bundle(tmp_path):
     extractor = Extractor(TINY).eval()
     feats = np.random.default_rng(0).normal(size=(40, TINY.feature_dim))
     gmm = OneClassDetector().fit(feats)
-    binary = BinaryModel(TINY, extractor).eval()
+    binary = BinaryModel(TINY).eval()
     return save_bundle(tmp_path / "bundle", extractor, gmm, binary, max_patches=8, profile="test"), extractor, binary
 
 
@@ -85,7 +85,7 @@ def test_degenerate_bundles_are_flagged_by_detect(tmp_path, demo_camera_paths, c
     torch.manual_seed(0)
     extractor = Extractor(TINY).eval()
     gmm = OneClassDetector().fit(np.random.default_rng(0).normal(size=(40, TINY.feature_dim)))
-    binary = BinaryModel(TINY, extractor).eval()
+    binary = BinaryModel(TINY).eval()
     bad = {"threshold": 0.3, "validation_images": 40, "real_acc": 1.0, "fake_acc": 0.05}
     path = save_bundle(tmp_path / "b", extractor, gmm, binary, max_patches=8, binary_threshold=0.3,
                        binary_validation=bad, extra={"oneclass_validation": {"real_acc": 0.9, "fake_acc": 0.8}})
@@ -173,7 +173,7 @@ def test_a_bundle_ships_its_training_files_and_the_ablation(tmp_path):
     torch.manual_seed(0)
     extractor = Extractor(TINY).eval()
     gmm = OneClassDetector(method="small_sample").fit(np.random.default_rng(0).normal(size=(60, TINY.feature_dim)))
-    main_model, ablation = BinaryModel(TINY, extractor).eval(), BinaryModel(TINY, extractor).eval()
+    main_model, ablation = BinaryModel(TINY).eval(), BinaryModel(TINY).eval()
     path = save_bundle(tmp_path / "b", extractor, gmm, main_model, max_patches=8, profile="extended",
                        binary_alpha=0.05, ablation=(ablation, {"threshold": 0.3}), trained_on={"ab" * 32, "cd" * 32},
                        binary_validation={"threshold": 0.4})

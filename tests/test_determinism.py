@@ -35,7 +35,7 @@ def _pipeline(out, root, demo_store):
     images, labels, _ = load_training_images(splits.binary_train[::10], demo_store)
     cfg = BinaryConfig(extractor=TINY, steps=3, batch_images=4, n_patches=4, device="cpu", seed=5)
     res = train_binary(cfg, extractor, images, labels, out / "binary", progress=False)
-    probs, _ = fake_probabilities(load_binary(res.checkpoint, TINY, extractor), suite.samples(), demo_store,
+    probs, _ = fake_probabilities(load_binary(res.checkpoint, TINY), suite.samples(), demo_store,
                                   out / "cache", 8, progress=False)
     suite_table(suite, probs, 0.5, bootstrap=20, seed=1).to_csv(out / "binary.csv", index=False)
 
