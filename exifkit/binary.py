@@ -10,7 +10,7 @@ so it cannot drift to whatever shortcut separates the few training generators.
 from __future__ import annotations
 
 import io
-import time
+import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -26,10 +26,10 @@ from .errors import MissingInputError, SettingError
 from .features import weights_hash
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import random_patches, to_tensor
-from .train import (MetricsLog, autocast, batch_positions, close_distributed, keep_if_best, load_checkpoint,
-                    resolve_precision, resume_state, rng_state, run_segments, save_checkpoint, setup_run,
-                    trained_checkpoint)
+from .train import Every, Session, autocast, batch_positions, keep_if_best, load_checkpoint, run_loop, trained_checkpoint
 
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- augmentation
 
@@ -251,19 +251,19 @@ def binary_batch(images: list[np.ndarray], labels: np.ndarray, step: int, config
 
 
 def _batches(images, labels, config: BinaryConfig, start: int, ctx, device):
-    """(patch sets, labels) of steps ``start``, ``start + 1``, ...: from decoded images in memory, or
+    """Batches ``{"x": patch sets, "y": labels}`` of steps ``start``, ``start + 1``, ...: from decoded images in memory, or
     streamed from a packed binary collection (``images`` a :class:`~exifkit.data.shards.Shards`, ``labels``
     None) by ``config.workers`` DataLoader workers."""
     if labels is not None:
         for step in range(start, config.steps):
-            yield binary_batch(images, labels, step, config, ctx.rank, ctx.world_size)
+            x, y = binary_batch(images, labels, step, config, ctx.rank, ctx.world_size)
+            yield {"x": x, "y": y}
         return
     from .data.stream import ImageStream, batch_loader
 
     stream = ImageStream(images, config, rank=ctx.rank, world=ctx.world_size, workers=config.workers,
                          start_step=start, buffer=config.shuffle_buffer)
-    for batch in batch_loader(stream, pin_memory=device.type == "cuda"):
-        yield batch["x"], batch["y"]
+    yield from batch_loader(stream, pin_memory=device.type == "cuda")
 
 
 @dataclass
@@ -370,81 +370,56 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
     ``out_dir/last.pt`` every ``checkpoint_every`` steps. With ``validation`` images, each checkpoint
     also scores them (``validation.csv``, paired macro AUC) and the best step's weights are kept as
     ``best.pt``: the step is chosen on training-side data, never on tests."""
-    import logging
-
-    from .progress import progress_bar as tqdm
-
-    out = Path(out_dir)
-    device, ctx = setup_run(config.device, config.seed)
-    precision = resolve_precision(config.precision, device)
     if config.streaming and labels is not None:
         raise SettingError("this profile trains from a packed real/fake set, not from images in memory: pack it with "
                            "`exifkit data pack SET --binary --out SHARDS` and run `exifkit binary train --data SHARDS`")
+    if config.init not in ("random", "pretext"):
+        raise SettingError(f"init must be 'random' or 'pretext', not {config.init!r}")
     if config.balance_classes and labels is not None:
         images, labels = balanced(images, labels)
     elif config.balance_classes:
-        logging.getLogger(__name__).warning("balance_classes is not applied to a streamed set: its class mix is "
-                                            "the one packed")
-    teacher = frozen_teacher(frozen).to(device)
+        log.warning("balance_classes is not applied to a streamed set: its class mix is the one packed")
+    session = Session.open(out_dir, config.device, config.seed, config.precision)
+    out, ctx = session.out, session.ctx
+    teacher = frozen_teacher(frozen).to(session.device)
     model = BinaryModel(config.extractor)
     if config.init == "pretext":
         model.extractor.load_state_dict(frozen.state_dict())
-    elif config.init != "random":
-        raise SettingError(f"init must be 'random' or 'pretext', not {config.init!r}")
-    model.to(device)
+    model.to(session.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    ckpt_path = out / "last.pt"
     config_dict = {**asdict(config), "extractor": asdict(config.extractor), "teacher": weights_hash(teacher)}
-    defaults = asdict(BinaryConfig(extractor=config.extractor))  # asdict turns the extractor into a dict too
-    defaults["teacher"] = config_dict["teacher"]  # checkpoints from before it was recorded
-    start = resume_state(ckpt_path, model, optimizer, config_dict, defaults) if resume else 0
-    earlier = run_segments(ckpt_path, start)
-    net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
+    defaults = {**asdict(BinaryConfig(extractor=config.extractor)),  # asdict turns the extractor into a dict too
+                "teacher": config_dict["teacher"]}  # checkpoints from before it was recorded
+    start = session.resume(model, optimizer, config_dict, defaults, resume, progress=False)
+
+    def weights(step: int) -> dict:
+        return {"step": step, "model": model.state_dict(), "config": config_dict}
+
+    periodic = ()
+    if ctx.is_main and validation is not None and len(validation.labels):
+        val_log = session.log("validation.csv", ["step", "paired_macro_auc"])
+
+        def validate(step: int) -> None:
+            score = validation_auc(model, validation)
+            val_log.append({"step": step, "paired_macro_auc": round(score, 5)})
+            keep_if_best(out / "best.pt", score, {**weights(step), "validation_metric": "paired macro AUC"})
+
+        periodic = (Every(config.checkpoint_every, validate),)
     stages = [f"dist_stage{i + 1}" for i in range(len(config.extractor.convs_per_stage))] + ["dist_patch_vectors"]
-    log = MetricsLog(out / "metrics.csv", ["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages,
-                     resume_step=start if resume else None) if ctx.is_main else None
-    val_log = MetricsLog(out / "validation.csv", ["step", "paired_macro_auc"], resume_step=start if resume else None) \
-        if (ctx.is_main and validation is not None and len(validation.labels)) else None
-    if ctx.is_main and not start:
-        (out / "best.pt").unlink(missing_ok=True)  # a fresh run never inherits an earlier run's best step
+    step_teacher = teacher if config.alpha > 0 or ctx.is_main else None  # rank 0 logs the distances
 
-    def validate(step: int) -> None:
-        score = validation_auc(model, validation)
-        val_log.append({"step": step, "paired_macro_auc": round(score, 5)})
-        keep_if_best(out / "best.pt", score, {"step": step, "model": model.state_dict(), "config": config_dict,
-                                              "validation_metric": "paired macro AUC"})
+    def step(net, batch):
+        x, y = batch["x"], batch["y"]
+        logits, loss, ce, reg, dists = binary_step(net, step_teacher, optimizer, x, y, config.alpha, session.precision)
+        return {"loss": loss.detach(), "ce": ce.detach(), "reg": reg.detach(),
+                "acc": (logits.argmax(1) == y).float().mean(), **dict(zip(stages, (d.detach() for d in dists)))}
 
-    step_teacher = teacher if config.alpha > 0 or log is not None else None
-    net.train()
-    t0 = window_t = time.perf_counter()
-    window_imgs = 0
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="binary",
-               disable=not (progress and ctx.is_main))
-    batches = _batches(images, labels, config, start, ctx, device)
-    for step, (x, y) in zip(bar, batches):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits, loss, ce, reg, dists = binary_step(net, step_teacher, optimizer, x, y, config.alpha, precision)
-        window_imgs += len(y) * ctx.world_size
-        done = step + 1
-        if log is not None and (done % config.log_every == 0 or done == config.steps):
-            now = time.perf_counter()
-            rate = window_imgs / (now - window_t)
-            acc = (logits.argmax(1) == y).float().mean().item()
-            log.append({"step": done, "loss": loss.item(), "ce": ce.item(), "reg": float(reg.detach()), "acc": acc,
-                        "images_per_s": round(rate, 3), "seconds": round(now - t0, 2),
-                        **{k: d.item() for k, d in zip(stages, dists)}})
-            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
-            window_t, window_imgs = now, 0
-        if ctx.is_main and (done % config.checkpoint_every == 0 or done == config.steps):
-            save_checkpoint(ckpt_path, {"step": done, "model": model.state_dict(),
-                                        "optimizer": optimizer.state_dict(), "rng": rng_state(), "precision_used": precision,
-                                        "segments": earlier + [[start, done]],
-                                        "config": config_dict})
-            if val_log is not None:
-                validate(done)
-    batches.close()  # stops the DataLoader workers of a streamed run
-    seconds = time.perf_counter() - t0
-    close_distributed(ctx)
+    seconds = run_loop(session, name="binary", model=model, optimizer=optimizer,
+                       batches=_batches(images, labels, config, start, ctx, session.device), step=step,
+                       steps=config.steps, items_per_step=config.batch_images * ctx.world_size, unit="image",
+                       fields=["step", "loss", "ce", "reg", "acc", "images_per_s", "seconds"] + stages, payload=weights,
+                       log_every=config.log_every, checkpoint_every=config.checkpoint_every, periodic=periodic,
+                       progress=progress)
     trained = (config.steps - start) * config.batch_images * ctx.world_size
     return BinaryTrainResult(trained_checkpoint(out), out / "metrics.csv", seconds, trained / seconds if seconds else 0.0)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -28,9 +27,7 @@ from .exif.schema import (MISSING_CLASS, TAGS, ExifLabels, LabelConfig, Vocabula
 from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
 from .patches import grid_patches, random_patches, to_tensor
-from .train import (Distributed, MetricsLog, autocast, batch_positions, close_distributed, keep_if_best,
-                    load_checkpoint, resolve_precision, resume_state, rng_state, run_segments, save_checkpoint,
-                    setup_run, trained_checkpoint)
+from .train import Every, Session, autocast, batch_positions, keep_if_best, load_checkpoint, run_loop, trained_checkpoint
 
 
 @dataclass(frozen=True)
@@ -299,123 +296,73 @@ def train_pretext(config: PretextConfig, photos, out_dir: str | Path, resume: bo
     ``checkpoint_every`` steps.
     With ``validation`` photos, scores them every ``validate_every`` steps (``validation.csv``) and keeps
     the best step's weights in ``best.pt``. With a ``monitor``, logs the loss of its photos along the way."""
-    from .progress import progress_bar as tqdm
-
-    out = Path(out_dir)
-    device, ctx = setup_run(config.device, config.seed)
-    precision = resolve_precision(config.precision, device)
     if config.streaming and isinstance(photos, PhotoSet):
         raise SettingError("this profile trains from a packed collection, not from photos in memory: pack them with "
                            "`exifkit data pack PHOTOS --out SHARDS` and run `exifkit pretext train --data SHARDS`")
     if validation is not None and not isinstance(photos, PhotoSet):
         raise SettingError("validation photos need the training labels in memory; a run streamed from shards "
                            "keeps its last step (evaluate it on held-out shards afterwards)")
+    session = Session.open(out_dir, config.device, config.seed, config.precision)
+    out, precision = session.out, session.precision
     vocabularies = photos.labels.vocabularies if isinstance(photos, PhotoSet) else photos.vocabularies()
     sizes = head_sizes({k: len(v.classes) for k, v in vocabularies.items()})
-    model = PretextModel(config.extractor, sizes).to(device)
+    model = PretextModel(config.extractor, sizes).to(session.device)
     optimizer = (torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
                  if config.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=config.lr))
-    ckpt_path = out / "last.pt"
-    start = resume_state(ckpt_path, model, optimizer, config.to_dict(), PretextConfig().to_dict()) if resume else 0
-    earlier = run_segments(ckpt_path, start)
-    if resume and not start and ctx.is_main and progress:
-        print(f"no checkpoint at {ckpt_path}; starting from step 0")
-    net = nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
-    log = MetricsLog(out / "metrics.csv", ["step", "loss", "pairs_per_s", "seconds"] +
-                     [f"loss_{t.name}" for t in TAGS], resume_step=start if resume else None) \
-        if ctx.is_main else None
+    start = session.resume(model, optimizer, config.to_dict(), PretextConfig().to_dict(), resume, progress)
 
-    val_log = MetricsLog(out / "validation.csv", ["step", "score"] + [t.name for t in TAGS],
-                         resume_step=start if resume else None) if (ctx.is_main and validation is not None) else None
-    if ctx.is_main and not start:
-        for stale in ("best.pt", "lowest_loss.pt"):  # a fresh run never inherits an earlier run's best step
-            (out / stale).unlink(missing_ok=True)
     def weights(step: int) -> dict:
         """What loading a kept step needs (``last.pt`` adds the state to resume from)."""
         return {"step": step, "model": model.state_dict(), "config": config.to_dict(), "head_sizes": list(sizes),
                 "vocabularies": _vocab_lists(vocabularies)}
 
+    periodic = []
+    if validation is not None and session.ctx.is_main:
+        val_log = session.log("validation.csv", ["step", "score"] + [t.name for t in TAGS])
+
+        def validate(step: int):
+            if not len(validation):
+                return
+            table = evaluate_pretext(model, validation, photos.labels, config.eval_max_patches)
+            model.train()
+            score = validation_score(table)
+            val_log.append({"step": step, "score": round(score, 5),
+                            **{r.tag: round(r.score, 5) for r in table.itertuples()}})
+            keep_if_best(out / "best.pt", score, weights(step))
+
+        periodic.append(Every(config.validate_every, validate))
     monitored = {}
-    if monitor is not None and ctx.is_main:
+    if monitor is not None and session.ctx.is_main:
         monitored = {name: monitor.batches(p, config.extractor.patch_size)
                      for name, p in monitor.sets.items() if len(p)}
-        monitor_log = MetricsLog(out / "heldout_loss.csv", ["step", *monitored], resume_step=start if resume else None)
+    if monitored:
+        monitor_log = session.log("heldout_loss.csv", ["step", *monitored])
 
-    def watch(step: int):
-        if not monitored:
-            return
-        losses = {name: monitored_loss(model, b, precision) for name, b in monitored.items()}
-        model.train()
-        monitor_log.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
-        if monitor.keep_lowest in losses:
-            keep_if_best(out / "lowest_loss.pt", -losses[monitor.keep_lowest],
-                         {**weights(step), "kept_on": f"lowest {monitor.keep_lowest} loss"})
+        def watch(step: int):
+            losses = {name: monitored_loss(model, b, precision) for name, b in monitored.items()}
+            model.train()
+            monitor_log.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
+            if monitor.keep_lowest in losses:
+                keep_if_best(out / "lowest_loss.pt", -losses[monitor.keep_lowest],
+                             {**weights(step), "kept_on": f"lowest {monitor.keep_lowest} loss"})
 
-    def validate(step: int):
-        if val_log is None or not len(validation):
-            return
-        table = evaluate_pretext(model, validation, photos.labels, config.eval_max_patches)
-        model.train()
-        score = validation_score(table)
-        val_log.append({"step": step, "score": round(score, 5),
-                        **{r.tag: round(r.score, 5) for r in table.itertuples()}})
-        keep_if_best(out / "best.pt", score, weights(step))
+        if not start:
+            watch(0)
+        periodic.append(Every(monitor.every, watch))
 
-    def checkpoint(step: int):
-        if ctx.is_main:
-            save_checkpoint(ckpt_path, {**weights(step), "optimizer": optimizer.state_dict(), "rng": rng_state(),
-                                        "precision_used": precision, "segments": earlier + [[start, step]]})
-
-    if not start:
-        watch(0)
-    net.train()
-    t0, window_t, window_pairs = time.perf_counter(), time.perf_counter(), 0
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="pretext",
-               disable=not (progress and ctx.is_main))
-    batches = _batches(photos, config, start, ctx, device)
-    for step, batch in zip(bar, batches):
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    def step(net, batch):
         loss, per_tag = pretext_step(net, optimizer, batch, config, precision)
-        window_pairs += config.batch_pairs * ctx.world_size
-        done = step + 1
-        if log is not None and (done % config.log_every == 0 or done == config.steps):
-            now = time.perf_counter()
-            rate = window_pairs / (now - window_t)
-            log.append({"step": done, "loss": loss.item(), "pairs_per_s": round(rate, 3),
-                        "seconds": round(now - t0, 2), **{f"loss_{k}": v.item() for k, v in per_tag.items()}})
-            bar.set_postfix(loss=f"{loss.item():.3f}", pairs_s=f"{rate:.1f}")
-            window_t, window_pairs = now, 0
-        if validation is not None and config.validate_every and (done % config.validate_every == 0
-                                                                   or done == config.steps):
-            validate(done)
-        if monitored and (done % monitor.every == 0 or done == config.steps):
-            watch(done)
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            checkpoint(done)
-    batches.close()  # stops the DataLoader workers of a streamed run
-    seconds = time.perf_counter() - t0
-    if ctx.enabled:
-        _check_replicas(model, ctx)
-        if ctx.is_main:
-            state = load_checkpoint(ckpt_path)
-            save_checkpoint(ckpt_path, {**state, "replicas_checked": ctx.world_size})
-    close_distributed(ctx)
+        return {"loss": loss.detach(), **{f"loss_{k}": v.detach() for k, v in per_tag.items()}}
+
+    seconds = run_loop(session, name="pretext", model=model, optimizer=optimizer,
+                       batches=_batches(photos, config, start, session.ctx, session.device), step=step,
+                       steps=config.steps, items_per_step=config.batch_pairs * session.ctx.world_size, unit="pair",
+                       fields=["step", "loss", "pairs_per_s", "seconds"] + [f"loss_{t.name}" for t in TAGS],
+                       payload=weights, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                       periodic=tuple(periodic), progress=progress)
     trained = config.steps - start
-    return TrainResult(ckpt_path, out / "metrics.csv", config.steps, seconds,
-                       trained * config.batch_pairs * ctx.world_size / seconds if seconds else 0.0)
-
-
-def _check_replicas(model: nn.Module, ctx: Distributed) -> None:
-    """DDP keeps replicas identical by construction; verify it, since a silent divergence would
-    make the saved rank-0 weights unrepresentative."""
-    import torch.distributed as dist
-
-    flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
-    digest = torch.tensor([flat.sum().item(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum().item()])
-    gathered = [torch.zeros_like(digest) for _ in range(ctx.world_size)]
-    dist.all_gather(gathered, digest)
-    if any(not torch.equal(g, gathered[0]) for g in gathered):
-        raise RuntimeError(f"replicas diverged: weight digests {[g.tolist() for g in gathered]}")
+    return TrainResult(out / "last.pt", out / "metrics.csv", config.steps, seconds,
+                       trained * config.batch_pairs * session.ctx.world_size / seconds if seconds else 0.0)
 
 
 def load_pretext(path: str | Path) -> tuple[PretextModel, PretextConfig, dict[str, Vocabulary]]:

@@ -294,7 +294,7 @@ class Evaluator:
 
     def outputs(self, model) -> dict:
         """Per-photo head outputs of both held-out views, probe and one-class test scores."""
-        from .oneclass import OneClassDetector, extractor_features
+        from .oneclass import extractor_features
         from .pretext import image_outputs
         from .probe import choose_strength, feature_set, fit_probe
 

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,3 +241,122 @@ class MetricsLog:
     def append(self, row: dict) -> None:
         with self.path.open("a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=self.fields).writerow({k: row.get(k, "") for k in self.fields})
+
+
+# ---------------------------------------------------------------- the one training loop
+
+@dataclass
+class Session:
+    """One process's part of a run: where it writes, on which device, in which precision, from which
+    step, and what earlier processes of the run trained (``segments``)."""
+
+    out: Path
+    device: torch.device
+    ctx: Distributed
+    precision: str
+    start: int = 0
+    earlier: list = None
+    resumed: bool = False
+
+    @classmethod
+    def open(cls, out_dir, device: str, seed: int, precision: str) -> "Session":
+        device, ctx = setup_run(device, seed)
+        return cls(Path(out_dir), device, ctx, resolve_precision(precision, device))
+
+    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict, defaults: dict,
+               resume: bool, progress: bool = True) -> int:
+        """Continue from ``last.pt`` when asked (weights, optimiser and RNG; other settings refused), and
+        clear a fresh run's kept steps so it never inherits an earlier run's best."""
+        path = self.out / "last.pt"
+        self.resumed = resume
+        self.start = resume_state(path, model, optimizer, config, defaults) if resume else 0
+        self.earlier = run_segments(path, self.start)
+        if resume and not self.start and self.ctx.is_main and progress:
+            print(f"no checkpoint at {path}; starting from step 0")
+        if self.ctx.is_main and not self.start:
+            for stale in ("best.pt", "lowest_loss.pt"):
+                (self.out / stale).unlink(missing_ok=True)
+        return self.start
+
+    def log(self, name: str, fields: list[str]) -> MetricsLog | None:
+        """A CSV of the run (rank 0 only), cut back to the resumed step."""
+        if not self.ctx.is_main:
+            return None
+        return MetricsLog(self.out / name, fields, resume_step=self.start if self.resumed else None)
+
+
+def due(done: int, every: int, steps: int) -> bool:
+    """Whether something done every ``every`` steps (and at the last one) happens after step ``done``."""
+    return every > 0 and (done % every == 0 or done == steps)
+
+
+@dataclass
+class Every:
+    """A periodic task of a trainer (validation, a monitored loss), called with the step just done."""
+
+    every: int
+    run: object
+
+
+def run_loop(session: Session, *, name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches,
+             step, steps: int, items_per_step: int, unit: str, fields: list[str], payload, log_every: int,
+             checkpoint_every: int, periodic: tuple[Every, ...] = (), progress: bool = True) -> float:
+    """Steps ``session.start`` to ``steps`` of a run, the same for every trainer: each batch moved to the
+    device and handed to ``step(net, batch)`` (which returns the numbers to log, as tensors), a row of
+    ``metrics.csv`` every ``log_every`` steps with the throughput in ``unit``/s, ``last.pt`` every
+    ``checkpoint_every`` steps (``payload(step)`` plus the optimiser, RNG, precision and segments),
+    then the ``periodic`` tasks. Under torchrun the model is wrapped in DDP and the replicas are
+    checked identical at the end. Returns the seconds the steps took."""
+    from .progress import progress_bar
+
+    ctx, out, start = session.ctx, session.out, session.start
+    net = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
+    log = session.log("metrics.csv", fields)
+    rate_field = f"{unit}s_per_s"
+
+    def checkpoint(done: int) -> None:
+        if ctx.is_main:
+            save_checkpoint(out / "last.pt", {**payload(done), "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                                              "precision_used": session.precision,
+                                              "segments": session.earlier + [[start, done]]})
+
+    net.train()
+    t0 = window_t = time.perf_counter()
+    window_items = 0
+    bar = progress_bar(range(start, steps), initial=start, total=steps, desc=name,
+                       disable=not (progress and ctx.is_main))
+    for done, batch in zip((s + 1 for s in bar), batches):
+        batch = {k: v.to(session.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        numbers = step(net, batch)
+        window_items += items_per_step
+        if log is not None and due(done, log_every, steps):
+            now = time.perf_counter()
+            rate = window_items / (now - window_t)
+            values = {k: float(v) for k, v in numbers.items()}
+            log.append({"step": done, **values, rate_field: round(rate, 3), "seconds": round(now - t0, 2)})
+            bar.set_postfix({"loss": f"{values['loss']:.3f}", f"{unit}_s": f"{rate:.1f}"})
+            window_t, window_items = now, 0
+        if due(done, checkpoint_every, steps):
+            checkpoint(done)
+        for task in periodic:
+            if due(done, task.every, steps):
+                task.run(done)
+    batches.close()  # stops the DataLoader workers of a streamed run
+    seconds = time.perf_counter() - t0
+    if ctx.enabled:
+        check_replicas(model, ctx)
+        if ctx.is_main:
+            save_checkpoint(out / "last.pt", {**load_checkpoint(out / "last.pt"), "replicas_checked": ctx.world_size})
+    close_distributed(ctx)
+    return seconds
+
+
+def check_replicas(model: torch.nn.Module, ctx: Distributed) -> None:
+    """DDP keeps replicas identical by construction; verify it, since a silent divergence would
+    make the saved rank-0 weights unrepresentative."""
+    flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
+    digest = torch.tensor([flat.sum().item(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum().item()])
+    gathered = [torch.zeros_like(digest) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, digest)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"replicas diverged: weight digests {[g.tolist() for g in gathered]}")
