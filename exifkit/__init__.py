@@ -1,6 +1,6 @@
 """exifkit: the SDAIE reproducibility kit (camera-metadata self-supervision for AI-image detection)."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name):

@@ -9,7 +9,6 @@ so it cannot drift to whatever shortcut separates the few training generators.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -17,84 +16,25 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
+from .augment import AugmentConfig, augment
+from .data.images import FailureReport, ImageLoadError
 from .data.manifest import DataStore
+from .data.stream import ImageStream, batch_loader
 from .data.suites import Sample, load_sample
 from .errors import MissingInputError, SettingError
-from .features import weights_hash
+from .features import FeatureCache, cache_tag, extract_features, weights_hash
+from .metrics import balanced_threshold, class_accuracy, macro_auc, seen_unseen_means, suite_table
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
-from .patches import random_patches, to_tensor
-from .train import Every, Session, autocast, batch_positions, keep_if_best, load_checkpoint, run_loop, trained_checkpoint
+from .patches import grid_patches, random_patches, to_tensor
+from .perturb import load_protocols
+from .report import save_table
+from .train import (Every, Session, autocast, batch_positions, keep_if_best, load_checkpoint, run_loop,
+                    trained_checkpoint)
 
 
 log = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------- augmentation
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """The authors' training augmentation, applied in this order, after an optional random crop.
-
-    Defaults are the authors'. A *format-aligned* pipeline (what the extended profile trains with) sets
-    ``crop`` and ``jpeg_p = 1``: every image of both classes is cut to the same size and re-encoded at a
-    random JPEG quality, so neither the file format, the size nor the compression history separates
-    real from generated in training."""
-
-    crop: int = 0  # random square crop of this side (smaller images are kept whole); 0: none
-    resize_p: float = 0.3
-    resize_range: tuple[int, int] = (64, 128)  # a random *square* side (aspect ratio is not kept)
-    blur_p: float = 0.1
-    blur_sigma: tuple[float, float] = (0.0, 1.0)
-    jpeg_p: float = 0.25
-    jpeg_quality: tuple[int, int] = (90, 99)  # inclusive
-    jpeg_encoders: tuple[str, ...] = ("pillow", "opencv")  # one drawn at random per image
-
-
-def jpeg(image: np.ndarray, quality: int, encoder: str = "pillow") -> np.ndarray:
-    """Encode and decode once; the two encoders differ in chroma handling, which is why both are used."""
-    if encoder == "opencv":
-        import cv2
-
-        ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        if not ok:
-            raise RuntimeError("OpenCV could not encode the image")
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
-    out = io.BytesIO()
-    Image.fromarray(image).save(out, format="JPEG", quality=int(quality))
-    return np.asarray(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
-
-
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
-    if sigma <= 0:
-        return image
-    blurred = gaussian_filter(image.astype(np.float32), sigma=(sigma, sigma, 0))
-    return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
-
-
-def random_crop(image: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
-    h, w = image.shape[:2]
-    th, tw = min(h, side), min(w, side)
-    top, left = int(rng.integers(h - th + 1)), int(rng.integers(w - tw + 1))
-    return image[top:top + th, left:left + tw]
-
-
-def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
-    if config.crop:
-        image = random_crop(image, config.crop, rng)
-    if rng.random() < config.resize_p:
-        side = int(rng.integers(config.resize_range[0], config.resize_range[1] + 1))
-        image = np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
-    if rng.random() < config.blur_p:
-        image = gaussian_blur(image, float(rng.uniform(*config.blur_sigma)))
-    if rng.random() < config.jpeg_p:
-        quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
-        image = jpeg(image, quality, config.jpeg_encoders[int(rng.integers(len(config.jpeg_encoders)))])
-    return image
-
 
 # ---------------------------------------------------------------- model
 
@@ -188,8 +128,6 @@ class BinaryTrainResult:
 
 def load_training_images(samples: list[Sample], store: DataStore):
     """Decode the training samples once; failures are reported, not dropped silently."""
-    from .data.images import FailureReport, ImageLoadError
-
     images, labels, failures = [], [], FailureReport()
     for s in samples:
         try:
@@ -259,7 +197,6 @@ def _batches(images, labels, config: BinaryConfig, start: int, ctx, device):
             x, y = binary_batch(images, labels, step, config, ctx.rank, ctx.world_size)
             yield {"x": x, "y": y}
         return
-    from .data.stream import ImageStream, batch_loader
 
     stream = ImageStream(images, config, rank=ctx.rank, world=ctx.world_size, workers=config.workers,
                          start_step=start, buffer=config.shuffle_buffer)
@@ -292,9 +229,6 @@ def suite_pairing(samples: list[Sample]) -> dict[str, list[str]]:
 def validation_set(samples: list[Sample], store: DataStore, patch_size: int, max_patches: int | None,
                    protocol=None):
     """(ValidationSet, FailureReport): each sample under ``protocol`` (None: the raw file), every patch."""
-    from .data.images import FailureReport, ImageLoadError
-    from .patches import grid_patches
-
     patches, labels, groups, failures = [], [], [], FailureReport()
     for s in samples:
         try:
@@ -312,8 +246,6 @@ def validation_set(samples: list[Sample], store: DataStore, patch_size: int, max
 def aligned_validation(config: BinaryConfig, samples: list[Sample], store: DataStore):
     """The run's validation images under the format-aligned protocol, the view the shipped threshold is
     set on: what the CLI and notebook 04 hand to :func:`train_binary`."""
-    from .perturb import load_protocols
-
     return validation_set(samples, store, config.extractor.patch_size, config.eval_max_patches,
                           load_protocols()["aligned_jpeg95"])
 
@@ -321,8 +253,6 @@ def aligned_validation(config: BinaryConfig, samples: list[Sample], store: DataS
 def validation_auc(model: "BinaryModel", validation: ValidationSet) -> float:
     """Macro ROC-AUC (see :func:`exifkit.metrics.macro_auc`) of P(fake) on the validation images, each
     fake group against the reals of its ``pairing`` (:func:`suite_pairing`)."""
-    from .metrics import macro_auc
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -449,8 +379,6 @@ def from_official(official) -> BinaryModel:
 def fake_probabilities(model: BinaryModel, samples: list[Sample], store: DataStore, cache_root: Path,
                        max_patches: int | None, progress: bool = True, protocol=None, memo=None):
     """P(fake) per sample from all its patches (cached by weights and protocol; None = the raw files)."""
-    from .features import FeatureCache, cache_tag, extract_features, weights_hash
-
     tag = cache_tag("pfake", model.extractor.config.patch_size, max_patches, protocol)
     cache = FeatureCache(cache_root, "binary-" + weights_hash(model), tag)
     probs, ok, failures = extract_features(model.extractor, samples, store, max_patches=max_patches, cache=cache,
@@ -463,8 +391,6 @@ def validation_threshold(model: BinaryModel, validation: list[Sample], store: Da
                          max_patches: int | None, protocol=None, progress: bool = True) -> dict:
     """The shipped threshold on P(fake): the balanced-accuracy optimum on the run's *validation* images
     (training side, never the test suite), with the accuracies it gives there."""
-    from .metrics import balanced_threshold, class_accuracy
-
     probs, failures = fake_probabilities(model, validation, store, cache_root, max_patches, progress, protocol)
     kept = [s for s in validation if s.key in probs]
     labels = np.array([s.label for s in kept])
@@ -565,9 +491,6 @@ def evaluate_runs(runs: BinaryRuns, suite, store: DataStore, cache_root: Path, p
                   max_patches: int | None, bootstrap: int = 0, seed: int = 0, tables_dir: Path | None = None):
     """Per-generator tables and P(fake) of every run under every protocol (name -> Protocol, None for the
     raw files), at each run's validation threshold; tables saved as ``binary_alphaA_PROTOCOL``."""
-    from .metrics import suite_table
-    from .report import save_table
-
     tables, scores = {}, {}
     for name, model in runs.models.items():
         for pname, protocol in protocols.items():
@@ -585,8 +508,6 @@ def evaluate_runs(runs: BinaryRuns, suite, store: DataStore, cache_root: Path, p
 def seen_unseen_summary(suite, runs: BinaryRuns, scores: dict, bootstrap: int = 0, seed: int = 0):
     """Seen against unseen generator means of every (run, protocol), with intervals."""
     import pandas as pd
-
-    from .metrics import seen_unseen_means
 
     summary = pd.concat([seen_unseen_means(suite, probs, runs.thresholds[name]["threshold"], bootstrap, seed)
                          .assign(run=name, protocol=pname) for (name, pname), probs in scores.items()],

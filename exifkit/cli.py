@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .config import available_profiles, data_store, load_profile
 from .errors import MissingInputError, SettingError, TooFewImagesError, UserError
 from .runtime import keep_freed_memory
@@ -262,7 +262,7 @@ def cmd_study_scaling(args) -> int:
 
 def cmd_binary_train(args) -> int:
     from .binary import aligned_validation, load_binary, train_binary, training_data
-    from .detect import choose_extractor
+    from .pipeline import choose_extractor
 
     profile = load_profile(args.profile)
     overrides = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("device", args.device),
@@ -304,6 +304,20 @@ def _bundle_report(path, report, failures) -> int:
     print(json.dumps({"bundle": str(path), **report}, indent=2))
     print(f"held-out false-positive rate {report['held_out_false_positive_rate']:.3f} on "
           f"{report['held_out_for_threshold']} of your reals kept out of fitting", file=sys.stderr)
+    return 0
+
+
+def cmd_bundle_build(args) -> int:
+    from .pipeline import build_bundle
+
+    profile = load_profile(args.profile)
+    built = build_bundle(profile, args.results, args.extractor)
+    print(f"bundle: {built.path}\nreference scores: {built.reference_scores}")
+    if built.model_card:
+        print(f"model card: {built.model_card}")
+    else:
+        print(f"no model card: the evaluation tables {', '.join(built.missing_tables)} are not in "
+              f"{Path(args.results or profile.results_dir()) / 'tables'}", file=sys.stderr)
     return 0
 
 
@@ -471,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bun = sub.add_parser("bundle", help="make detector bundles for your own data or from the authors' checkpoints")
     bsub2 = bun.add_subparsers(dest="bundle_command", required=True)
+    bld = bsub2.add_parser("build", help="assemble a profile's shipped bundle from its trained runs")
+    bld.add_argument("--profile", default="demo", choices=available_profiles())
+    bld.add_argument("--results", type=Path, default=None, help="the results folder (default results/<profile>)")
+    bld.add_argument("--extractor", default=None, help="pretext (the profile's own run), reference, or a bundle "
+                                                         "folder (default: the profile's [evaluation] extractor)")
+    bld.set_defaults(func=cmd_bundle_build)
     ref = bsub2.add_parser("refit", help="refit a bundle's one-class detector on a folder of your own real photos")
     ref.add_argument("--reals", type=Path, required=True, help="folder of real photos (searched recursively)")
     ref.add_argument("--from", dest="source", type=Path, required=True, help="the bundle to start from")

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import MissingInputError, SettingError
+from .binary import BinaryConfig
+from .checkout import find_root
+from .data.manifest import DataStore, read_manifest
+from .data.suites import profile_splits
+from .errors import SettingError
+from .oneclass import OneClassDetector
+from .pretext import PretextConfig
 
-ROOT_ENV = "EXIFKIT_ROOT"
 PROFILE_DIR = Path(__file__).parent / "profiles"
-
-
-def find_root(start: Path | None = None) -> Path:
-    """The kit's checkout: ``$EXIFKIT_ROOT``, else the nearest folder up from ``start`` (or the cwd,
-    then this package) that holds ``data_manifests/``."""
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    for base in (start or Path.cwd(), Path(__file__).resolve().parent):
-        for d in (base.resolve(), *base.resolve().parents):
-            if (d / "data_manifests").is_dir():
-                return d
-    raise MissingInputError(
-        f"cannot find the exifkit checkout (a folder with data_manifests/); set {ROOT_ENV}"
-    )
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -61,16 +49,12 @@ class Profile:
 
     def pretext_config(self, **overrides):
         """The profile's :class:`~exifkit.pretext.PretextConfig`, with the profile seed unless overridden."""
-        from .pretext import PretextConfig
-
         return PretextConfig.from_dict({"seed": self.seed, **self.pretext, **overrides})
 
     def oneclass_detector(self, **overrides):
         """An unfitted :class:`~exifkit.oneclass.OneClassDetector` with the profile's shipped one-class
         setting (``method``), or another one by override. The ``[oneclass.small_sample]`` table applies
         only to the small-sample method."""
-        from .oneclass import OneClassDetector
-
         base = {k: v for k, v in self.oneclass.items() if k != "small_sample"}
         merged = {**base, **overrides}
         if merged.get("method") == "small_sample":
@@ -88,15 +72,11 @@ class Profile:
 
     def binary_config(self, **overrides):
         """Same extractor architecture as the pretext run: the frozen copy is that extractor."""
-        from .binary import BinaryConfig
-
         return BinaryConfig.from_dict({"seed": self.seed, **self.binary, **overrides},
                                       self.pretext_config().extractor)
 
     def splits(self, manifest):
         """Training sets and the test suite of this profile (see :mod:`exifkit.data.suites`)."""
-        from .data.suites import profile_splits
-
         pre = self.pretext_config()
         return profile_splits(manifest, self.evaluation.get("seen_generators", ()), pre.holdout_fraction,
                               pre.seed, name=self.name,
@@ -136,8 +116,6 @@ def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
 
 def data_store(profile: Profile, mirrors=(), cache_dir: Path | None = None):
     """The :class:`~exifkit.data.manifest.DataStore` of a profile, extra mirrors tried first."""
-    from .data.manifest import DataStore, read_manifest
-
     manifest = read_manifest(profile.manifest_path(), name=profile.name)
     return DataStore(manifest, embedded_root=profile.embedded_path(),
                      mirrors=[*map(Path, mirrors), *profile.mirror_paths()], cache_dir=cache_dir)

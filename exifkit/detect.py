@@ -20,15 +20,18 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from . import __version__
-from .binary import BinaryModel
+from .binary import BinaryModel, from_official
+from .checkout import find_root
 from .data.images import FailureReport, ImageLoadError, load_rgb
 from .data.inputs import collect_files
 from .data.manifest import sha256_file
-from .errors import MissingInputError, UserError
+from .errors import UserError
+from .features import folder_features, prefetched
 from .model.extractor import Extractor, ExtractorConfig
+from .model.official import load_official
 from .oneclass import OneClassDetector
 from .patches import grid_patches, to_tensor
+from .version import __version__
 
 BUNDLE_FORMAT = 1
 ABLATION_FILE = "binary_alpha0.pt"
@@ -139,8 +142,6 @@ class Detector:
     def from_bundle(cls, path: str | Path | None = None) -> "Detector":
         """``path`` None: the shipped reference bundle (see :func:`default_bundle`)."""
         if path is None:
-            from .config import find_root
-
             path = default_bundle(find_root())
         root = Path(path)
         meta_file = root / "bundle.json"
@@ -202,35 +203,10 @@ class Detector:
     def iter_scores(self, paths):
         """``(path, Score or ImageLoadError)`` for each path, in order, as each is scored: an
         unreadable file is reported in its place and the rest go on."""
-        from .features import prefetched
-
         for path, image in prefetched(load_rgb, list(paths), depth=2):  # the next images decode meanwhile
             if isinstance(image, BaseException) and not isinstance(image, ImageLoadError):
                 raise image
             yield path, image if isinstance(image, ImageLoadError) else self.score(image, name=str(path))
-
-
-def write_reference_scores(bundle: str | Path, demo_profile) -> Path:
-    """Scores of a few committed demo files (one per kind) written next to a bundle, so a test can
-    check that the shipped weights still give them on any machine."""
-    from .config import data_store
-
-    store = data_store(demo_profile)
-    picks, seen = [], set()
-    for entry in store.manifest:
-        if entry.is_image and entry.kind not in seen:
-            seen.add(entry.kind)
-            picks.append(entry)
-    detector = Detector.from_bundle(bundle)
-    files = []
-    for entry in picks:
-        s = detector.score(store.path(entry))
-        files.append({"path": str(store.path(entry).relative_to(demo_profile.root)), "sha256": entry.sha256,
-                      "kind": entry.kind, "loglik": s.loglik, "p_fake": s.p_fake,
-                      "oneclass_verdict": s.oneclass_verdict, "binary_verdict": s.binary_verdict})
-    out = Path(bundle) / "reference_scores.json"
-    out.write_text(json.dumps({"files": files}, indent=2) + "\n")
-    return out
 
 
 #: The one-class setting fitted on a user's own folder of reals: chosen on held-out reals, threshold at
@@ -242,8 +218,6 @@ def _fit_reals(extractor: Extractor, reals_dir: str | Path, max_patches: int | N
                progress: bool = True) -> tuple[OneClassDetector, dict, FailureReport]:
     """The small-sample one-class density fitted on a folder of real photos: part held out to set the
     threshold, its false-positive rate on those held-out reals reported."""
-    from .features import folder_features
-
     found = collect_files([reals_dir])
     if not found.files:
         raise BundleError(f"{reals_dir}: no image files" + (f" ({found.problems.failures[0]})" if found.problems else ""))
@@ -283,9 +257,6 @@ def bundle_from_official(backbone: str | Path, reals_dir: str | Path, out: str |
                          progress: bool = True) -> tuple[Path, dict, FailureReport]:
     """A bundle from the authors' released checkpoints: their pretext backbone for the one-class detector
     (fitted here on ``reals_dir``, as they release no mixture) and, if given, their binary detector."""
-    from .binary import from_official
-    from .model.official import load_official
-
     pretext = load_official(backbone)
     if pretext.kind != "pretext":
         raise BundleError(f"{backbone}: a {pretext.kind} checkpoint; --backbone takes the pretext one")
@@ -308,167 +279,8 @@ def bundle_from_official(backbone: str | Path, reals_dir: str | Path, out: str |
     return path, report, failures
 
 
-@dataclass
-class ExtractorChoice:
-    """The extractor a notebook or a training run reads: this profile's own pretext run, or the one a
-    bundle ships (with that bundle's detectors and the files its models trained on)."""
-    extractor: Extractor
-    source: str  # "pretext" or the bundle folder
-    vocabularies: dict | None = None
-    detector: "Detector | None" = None  # the bundle's detectors
-    trained_on: frozenset = frozenset()  # sha256 of every file the bundle's models trained on
-
-    @property
-    def from_bundle(self) -> bool:
-        return self.detector is not None
-
-    def trains_binary(self, profile: str) -> bool:
-        """Whether notebooks 04-05 train the binary detector against this extractor (an own pretext run,
-        or the profile's own bundle, as the extended reference run does) or evaluate the one the bundle
-        ships (a bundle trained on another profile: the reference bundle on the demo)."""
-        return not self.from_bundle or self.detector.meta.get("profile") == profile
-
-
-
-def choose_extractor(source: str | Path | None, results_dir: str | Path, root: str | Path | None = None, *,
-                     profile: str | None = None) -> ExtractorChoice:
-    """``"pretext"`` (or None): the trained_checkpoint of ``results_dir/pretext``; ``"reference"``: the
-    shipped reference bundle; otherwise a bundle folder, or a pretext run folder. Given the ``profile``
-    it will be evaluated on, a bundle made on another profile must list its training files, so that
-    the evaluation can leave them out."""
-    from .pretext import load_pretext
-    from .train import trained_checkpoint
-
-    if source == "reference":
-        from .config import find_root
-
-        source = default_bundle(Path(root) if root else find_root())
-    run_dir = Path(results_dir) / "pretext" if source in (None, "pretext") else Path(source)
-    if not (run_dir / "bundle.json").is_file():
-        checkpoint = trained_checkpoint(run_dir)
-        if not checkpoint.exists():
-            raise MissingInputError(f"{checkpoint}: no pretext weights; run notebook 02 (or `exifkit pretext "
-                                    "train`) first, or use the reference extractor (extractor = 'reference')")
-        model, _, vocabularies = load_pretext(checkpoint)
-        return ExtractorChoice(model.extractor, "pretext", vocabularies)
-    detector = Detector.from_bundle(run_dir)
-    trained_on = frozenset()
-    if TRAINING_FILES in detector.meta["files"]:
-        trained_on = frozenset((run_dir / TRAINING_FILES).read_text().split())
-    elif profile is not None and detector.meta.get("profile") != profile:
-        raise BundleError(f"{run_dir}: the bundle lists no training files ({TRAINING_FILES}), so an evaluation "
-                          "cannot be kept disjoint from what its models trained on")
-    return ExtractorChoice(detector.extractor, str(run_dir), detector=detector, trained_on=trained_on)
-
-
-def evaluation_inputs(profile, store, results_dir: str | Path, source: str | Path | None = None, *,
-                      mark_seen: bool = True):
-    """(ExtractorChoice, Splits) for notebooks 03-05: the ``source`` extractor (None: the profile's
-    ``[evaluation] extractor``, else "pretext") and the profile's splits without the files its bundle
-    trained on. With ``mark_seen``, a bundle whose detectors are evaluated as shipped also gives the
-    generators that count as *seen*."""
-    choice = choose_extractor(source or profile.evaluation.get("extractor", "pretext"), results_dir, profile.root,
-                              profile=profile.name)
-    splits = profile.splits(store.manifest).excluding(choice.trained_on)
-    if mark_seen and not choice.trains_binary(profile.name):
-        splits = splits.with_seen(choice.detector.meta.get("seen_generators", []))
-    return choice, splits
-
-
 def default_bundle(root: Path) -> Path:
     """The shipped reference bundle (trained on the extended profile); the demo's bundle only when a
     checkout lacks it."""
     reference = Path(root) / "results" / "extended" / "bundle"
     return reference if (reference / "bundle.json").is_file() else Path(root) / "results" / "demo" / "bundle"
-
-
-@dataclass
-class Detectors:
-    """What notebook 05 evaluates and ships: an extractor, its one-class detector and the binary runs
-    (the main one first, then its ablation), with the splits and store they are tested on."""
-    extractor: Extractor
-    oneclass: OneClassDetector
-    runs: "BinaryRuns"
-    splits: object
-    store: object
-    vocabularies: dict
-    source: str
-    choice: ExtractorChoice | None = None  # None: the authors' released checkpoints
-
-    @property
-    def official(self) -> bool:
-        return self.choice is None
-
-
-def trained_detectors(profile, store, results_dir: str | Path, source: str | Path | None = None) -> Detectors:
-    """The detectors notebooks 03-04 fitted or trained in ``results_dir`` (or the bundle's, where its
-    binary detectors are evaluated as shipped), on the profile's test suite."""
-    from .binary import shipped_runs, trained_runs
-    from .oneclass import saved_detector
-
-    out = Path(results_dir)
-    choice, splits = evaluation_inputs(profile, store, out, source)
-    gmm_file = saved_detector(out, "pretext", profile.shipped_oneclass)
-    if not gmm_file.exists():
-        raise MissingInputError(f"{gmm_file}: run notebook 03 first (make reproduce does)")
-    runs = (trained_runs(out, profile.binary_config().alpha, choice.extractor) if choice.trains_binary(profile.name)
-            else shipped_runs(choice.detector))
-    vocabularies = choice.vocabularies or (choice.detector.meta.get("vocabularies", {}) if choice.from_bundle else {})
-    return Detectors(choice.extractor, OneClassDetector.load(gmm_file), runs, splits, store, vocabularies,
-                     choice.source, choice)
-
-
-def official_detectors(profile, store, results_dir: str | Path) -> Detectors:
-    """The authors' released checkpoints on their 17 test subsets (the ``paper`` profile, no training).
-    They released no mixture, so the one-class detector is fitted on their one-class training reals."""
-    from .binary import BinaryRuns, from_official
-    from .data.suites import Splits, official_inputs
-    from .model import load_official
-    from .oneclass import extractor_features
-
-    suite, suite_store, reals, reals_store = official_inputs(store, store.cache_dir / "extracted")
-    entry = {e.path: e for e in store.manifest}
-    extractor = load_official(store.path(entry["sdaie/checkpoints/backbone/pretrained.pth"])).extractor
-    binary = from_official(load_official(store.path(entry["sdaie/checkpoints/bc/pretrained.pth"])))
-    train, _, _ = extractor_features(extractor, reals, reals_store, Path(results_dir) / "feature_cache",
-                                     profile.evaluation.get("eval_max_patches"))
-    gmm = profile.oneclass_detector().fit(np.stack(list(train.values())))
-    runs = BinaryRuns({"released": binary}, {"released": {"threshold": 0.5}})
-    return Detectors(extractor, gmm, runs, Splits(reals, [], suite, ["progan"]), suite_store, {}, "official")
-
-
-def ship_bundle(det: Detectors, profile, results_dir: str | Path) -> Path:
-    """Save ``det`` as ``results_dir/bundle`` with what the guard rails and the model card read: the
-    one-class detector's accuracies on training-side validation images, the training budget and the sha256
-    of every file the models saw. Released checkpoints ship without any of that (they trained elsewhere)."""
-    from .binary import validation_split
-    from .model.extractor import count_trainable
-    from .modelcard import training_budget
-    from .oneclass import validation_accuracy
-
-    out = Path(results_dir)
-    main = det.runs.main
-    binary, validation = det.runs.models[main], det.runs.thresholds[main]
-    max_patches = profile.evaluation.get("eval_max_patches")
-    if det.official:
-        return save_bundle(out / "bundle", det.extractor, det.oneclass, binary, max_patches=max_patches,
-                           profile=profile.name, manifest_sha256=det.store.manifest.sha256(),
-                           binary_threshold=validation["threshold"])
-    oneclass_validation = None
-    if validation.get("validation_images"):
-        cfg = profile.binary_config()
-        fakes = [s for s in validation_split(det.splits.binary_train, cfg.validation_fraction, cfg.seed)[1] if s.label]
-        oneclass_validation = validation_accuracy(det.oneclass, det.extractor, fakes, det.store, out / "feature_cache",
-                                                  max_patches)
-    choice = det.choice
-    budget = training_budget(out, own_pretext=not choice.from_bundle, trains_binary=choice.trains_binary(profile.name),
-                             binary_run=main, trainable=count_trainable(Extractor(det.extractor.config)),
-                             inherited=(choice.detector.meta.get("budget") or {}) if choice.from_bundle else {})
-    ablation = next(((det.runs.models[n], det.runs.thresholds[n]) for n in det.runs.models if n != main), None)
-    return save_bundle(out / "bundle", det.extractor, det.oneclass, binary, max_patches=max_patches,
-                       vocabularies=det.vocabularies, profile=profile.name, manifest_sha256=det.store.manifest.sha256(),
-                       binary_threshold=validation["threshold"], binary_validation=validation,
-                       binary_alpha=float(main.split("=")[1]), ablation=ablation,
-                       trained_on=det.splits.training_sha256() | choice.trained_on,
-                       extra={"oneclass_validation": oneclass_validation, "budget": budget,
-                              "seen_generators": list(det.splits.seen_generators)})

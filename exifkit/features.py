@@ -24,6 +24,7 @@ from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
 from .model import Extractor
 from .patches import grid_patches, to_tensor
+from .progress import progress_bar as tqdm
 
 
 def weights_hash(module: torch.nn.Module) -> str:
@@ -157,8 +158,6 @@ def _stream(extractor: Extractor, todo: list[int], decode: Callable[[int], np.nd
             done: Callable[[int, np.ndarray], None], failures: FailureReport, head, batch_patches: int,
             prefetch: int, progress: bool) -> None:
     """Decode (in the background), encode, aggregate; failures to decode are reported, not raised."""
-    from .progress import progress_bar as tqdm
-
     reference = extractor.mode == "reference"
     stream = _PatchStream(extractor, head, batch_patches, done)
     with torch.inference_mode(), tqdm(total=len(todo), desc="features", unit="img", disable=not progress) as bar:

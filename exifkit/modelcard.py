@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from .train import load_checkpoint, trained_checkpoint
 
 NOT_FOR = [
     "deciding on its own whether a specific image is authentic in journalism, law enforcement, courts, "
@@ -47,8 +48,6 @@ def _generator_table(table: pd.DataFrame) -> str:
 
 def _run_record(run_dir: Path):
     """(log, last checkpoint, kept checkpoint) of a training run, or None when they are not here."""
-    from .train import load_checkpoint, trained_checkpoint
-
     run_dir = Path(run_dir)
     if not ((run_dir / "metrics.csv").exists() and (run_dir / "last.pt").exists()):
         return None
@@ -155,7 +154,7 @@ def model_card(*, profile: str, bundle_meta: dict, composition: pd.DataFrame, bu
 
 
 def write_model_card(bundle: Path, profile, det, tables_dir: Path) -> str:
-    """The model card of a bundle :func:`exifkit.detect.ship_bundle` wrote, from the tables notebooks 03-05
+    """The model card of a bundle :func:`exifkit.pipeline.ship_bundle` wrote, from the tables notebooks 03-05
     saved in ``tables_dir``; written to ``bundle/MODEL_CARD.md`` and returned."""
     import json
 

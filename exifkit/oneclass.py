@@ -27,6 +27,9 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import SettingError, TooFewImagesError
+from .features import FeatureCache, cache_tag, extract_features, weights_hash
+from .metrics import roc_auc, suite_table
+from .report import save_table
 
 METHODS = ("gmm", "small_sample")
 
@@ -303,8 +306,6 @@ def extractor_features(extractor, samples, store, cache_root: Path, max_patches:
                        protocol=None, memo=None):
     """Image features of ``samples`` keyed by sample key (cached by weights and protocol). ``protocol``
     (a :class:`~exifkit.perturb.Protocol`) is applied to the pixels first: None is the raw files."""
-    from .features import FeatureCache, cache_tag, extract_features, weights_hash
-
     tag = cache_tag("feature", extractor.config.patch_size, max_patches, protocol)
     cache = FeatureCache(cache_root, "extractor-" + weights_hash(extractor), tag)
     feats, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
@@ -338,8 +339,6 @@ def evaluate_oneclass(extractor, splits, store, cache_root: Path, settings: dict
     """Fit every setting on the training reals and score the test suite, under every protocol (name ->
     Protocol, None for the raw files). Under a protocol, the training reals go through it too, so a
     format-aligned view fits and tests on identically treated images."""
-    from .metrics import suite_table
-
     runs = {}
     for pname, protocol in protocols.items():
         train, fail_train, _ = extractor_features(extractor, splits.oneclass_train, store, cache_root, max_patches,
@@ -372,8 +371,6 @@ def evaluate_and_save(extractor, splits, store, out: Path, settings: dict[str, O
                       progress: bool = True) -> dict[tuple[str, str], OneClassRun]:
     """:func:`evaluate_oneclass` on ``out/feature_cache``, with every detector saved where notebook 05 and
     the bundle read it (:func:`saved_detector`) and every table as ``oneclass_NAME_SETTING_PROTOCOL``."""
-    from .report import save_table
-
     runs = evaluate_oneclass(extractor.eval(), splits, store, Path(out) / "feature_cache", settings,
                              protocols=protocols, max_patches=max_patches, bootstrap=bootstrap, seed=seed,
                              progress=progress)
@@ -416,8 +413,6 @@ def component_sweep(extractor, splits, store, cache_root: Path, components, *, m
     import warnings
 
     import pandas as pd
-
-    from .metrics import roc_auc
 
     config = config or OneClassDetector()
     train, _, _ = extractor_features(extractor.eval(), splits.oneclass_train, store, cache_root, max_patches, False,

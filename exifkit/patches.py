@@ -60,3 +60,12 @@ def to_tensor(patches: np.ndarray) -> torch.Tensor:
         patches = patches.copy()
     x = torch.from_numpy(patches).movedim(-1, -3)
     return torch.addcmul(_SHIFT, x, _SCALE)
+
+
+def center_crop(image: np.ndarray, side: int) -> np.ndarray:
+    """The central ``side`` x ``side`` region (a smaller dimension is kept whole): how decoded training
+    photos are bounded without resizing, which would erase the traces the extractor learns."""
+    h, w = image.shape[:2]
+    th, tw = min(h, side), min(w, side)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return image[top:top + th, left:left + tw]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .binary import gaussian_blur, jpeg
+from .augment import gaussian_blur, jpeg
 from .errors import SettingError
 
 PROTOCOL_FILE = Path(__file__).parent / "protocols.toml"

@@ -20,14 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.images import FailureReport, load_many
+from .data.stream import PairStream, batch_loader
 from .data.suites import split_indices
 from .errors import SettingError
-from .exif.schema import (MISSING_CLASS, TAGS, ExifLabels, LabelConfig, Vocabulary, build_labels,
-                          categorical_tags, ranked_tags)
+from .exif.schema import (ExifLabels, LabelConfig, MISSING_CLASS, TAGS, Vocabulary, build_labels, categorical_tags,
+                          ranked_tags)
 from .model.extractor import Extractor, ExtractorConfig
 from .model.heads import PretextHeads, head_sizes
-from .patches import grid_patches, random_patches, to_tensor
-from .train import Every, Session, autocast, batch_positions, keep_if_best, load_checkpoint, run_loop, trained_checkpoint
+from .patches import center_crop, grid_patches, random_patches, to_tensor
+from .train import (Every, Session, autocast, batch_positions, keep_if_best, load_checkpoint, run_loop,
+                    trained_checkpoint)
 
 
 @dataclass(frozen=True)
@@ -95,20 +97,13 @@ class PhotoSet:
         return len(self.images)
 
 
-def centre_crop(image: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    th, tw = min(h, max_side), min(w, max_side)
-    top, left = (h - th) // 2, (w - tw) // 2
-    return image[top:top + th, left:left + tw]
-
-
 def load_photos(paths, records, max_side: int, config: LabelConfig | None = None,
                 vocabularies: dict[str, Vocabulary] | None = None) -> PhotoSet:
     """Decode photos (failures are reported, not dropped silently) and label the ones that decoded."""
     images, failures = load_many(paths)
     keep = [i for i, p in enumerate(paths) if p in images]
     labels = build_labels([records[i] for i in keep], config, vocabularies)
-    return PhotoSet([str(paths[i]) for i in keep], [centre_crop(images[paths[i]], max_side) for i in keep],
+    return PhotoSet([str(paths[i]) for i in keep], [center_crop(images[paths[i]], max_side) for i in keep],
                     labels, failures)
 
 
@@ -279,7 +274,6 @@ def _batches(photos, config: PretextConfig, start: int, ctx, device):
                                               ctx.world_size)
             yield make_batch(photos, first, second, seeds, config.n_patches, config.extractor.patch_size)
         return
-    from .data.stream import PairStream, batch_loader
 
     stream = PairStream(photos, batch_pairs=config.batch_pairs, n_patches=config.n_patches,
                         patch_size=config.extractor.patch_size, max_side=config.max_side, seed=config.seed,

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .binary import suite_pairing
 from .data.suites import Sample
+from .metrics import macro_auc, seen_unseen_means
+from .oneclass import extractor_features
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,6 @@ def feature_set(extractor, samples: list[Sample], store, cache_root: Path, max_p
                 protocol=None, memo=None):
     """(FeatureSet, FailureReport): features of the ``samples`` that load, under ``protocol``, from the cache
     the one-class notebook fills; those that do not load are left out and reported, as the tables do."""
-    from .oneclass import extractor_features
-
     feats, failures, _ = extractor_features(extractor, samples, store, cache_root, max_patches, progress=False,
                                             protocol=protocol, memo=memo)
     kept = [s for s in samples if s.key in feats]
@@ -72,9 +73,6 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, strength: float):
 def choose_strength(train: FeatureSet, validation: FeatureSet, config: ProbeConfig = ProbeConfig()):
     """(C, {C: paired validation AUC}): the strength whose probe ranks the validation fakes of each group
     highest against the reals that group is scored against (as :func:`exifkit.binary.validation_auc`)."""
-    from .binary import suite_pairing
-    from .metrics import macro_auc
-
     pairing = suite_pairing(validation.samples)
     by_strength = {}
     for c in config.strengths:
@@ -98,8 +96,6 @@ def learning_curve(train: FeatureSet, test: FeatureSet, suite, strength: float, 
     (fraction, repeat): does the probe still gain from more generated images?"""
     import pandas as pd
 
-    from .metrics import seen_unseen_means
-
     rows = []
     for fraction in config.fractions:
         for repeat in range(config.repeats if fraction < 1 else 1):
@@ -118,8 +114,6 @@ def probe_table(extractors: dict, train_samples, validation_samples, suite, stor
     and unseen mean test AUC of the probe fitted on every training image, with bootstrap intervals; and the
     learning curves, stacked with an ``extractor`` column."""
     import pandas as pd
-
-    from .metrics import seen_unseen_means
 
     rows, curves = [], []
     test_samples = suite.samples()

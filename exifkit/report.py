@@ -10,7 +10,8 @@ import pandas as pd
 import seaborn as sns
 
 from .data.images import ImageLoadError, load_rgb
-from .exif.schema import RANKED, TAGS, ExifLabels, Vocabulary
+from .exif.schema import ExifLabels, RANKED, TAGS, Vocabulary
+from .model.srm import FAMILY_START, srm_kernels
 
 
 def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
@@ -164,8 +165,6 @@ def srm_residual_figure(image: np.ndarray, size: int = 128):
     """A crop of a photo and one residual per SRM kernel family (green channel), to show what the
     extractor sees: the scene is gone, edges and noise remain."""
     import torch
-
-    from .model.srm import FAMILY_START, srm_kernels
 
     h, w = image.shape[:2]
     crop = image[(h - min(h, size)) // 2:, (w - min(w, size)) // 2:][:size, :size]

@@ -11,6 +11,8 @@ from .data.manifest import DataStore
 from .data.suites import Suite
 from .features import FeatureCache, cache_tag, extract_features, weights_hash
 from .metrics import suite_table
+from .model.extractor import random_extractor
+from .oneclass import OneClassDetector, saved_detector
 from .perturb import Protocol
 
 
@@ -124,10 +126,7 @@ def ablation_means(long: pd.DataFrame, det, results_dir: Path, setting: str, pro
                    seed: int, max_patches: int | None) -> pd.DataFrame:
     """Mean rows of the main detectors (from ``long``) beside their ablations under ``protocols``: the
     one-class detector on a random extractor (fitted by notebook 03 as ``random_SETTING``) and the
-    binary run with alpha = 0 (``det`` is a :class:`exifkit.detect.Detectors`)."""
-    from .model.extractor import random_extractor
-    from .oneclass import OneClassDetector, saved_detector
-
+    binary run with alpha = 0 (``det`` is a :class:`exifkit.pipeline.Detectors`)."""
     cache = Path(results_dir) / "feature_cache"
     random_oc, _ = evaluate_protocols(protocols, det.splits.suite, det.store, cache,
                                       extractor=random_extractor(det.extractor.config, seed),

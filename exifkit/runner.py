@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import Profile
+from .data.manifest import sha256_file
 from .errors import MissingInputError
 from .progress import bars_disabled
 
@@ -160,8 +161,6 @@ def _device_description() -> str:
 def write_provenance(profile: Profile, result: RunResult, out: Path, started: datetime, partial: bool = False) -> Path:
     """``provenance.json`` of the run. A run of some notebooks into a folder that already has a record
     is appended to it under ``reruns``, so the record still describes every executed notebook there."""
-    from .data.manifest import sha256_file
-
     manifest = profile.manifest_path()
     record = {
         "profile": profile.name,

@@ -29,9 +29,23 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .binary import (aligned_validation, fake_probabilities, load_binary, load_training_images, train_binary,
+                     validation_split)
 from .data.suites import camera_entries, split_indices
+from .detect import Detector, default_bundle
 from .errors import SettingError
-from .exif.schema import TAGS
+from .exif.read import read_many
+from .exif.schema import LabelConfig, TAGS
+from .features import PixelMemo
+from .loglinear import __doc__ as assumptions, fit_table
+from .metrics import paired_difference, seen_unseen_means, suite_table
+from .model.heads import head_sizes
+from .oneclass import extractor_features
+from .perturb import load_protocols
+from .pretext import (LossMonitor, PhotoSet, PretextModel, image_outputs, load_photos, load_pretext, majority_classes,
+                      tag_scores, train_pretext)
+from .probe import FeatureSet, choose_strength, feature_set, fit_probe
+from .train import load_checkpoint, trained_checkpoint
 
 RANDOM_INIT = "random init"
 
@@ -178,7 +192,6 @@ class LoadedPhotos:
     sets: dict  # role -> PhotoSet (validation, held-out, unseen models)
 
     def subset(self, size: int):
-        from .pretext import PhotoSet
 
         p, lab = self.pool, self.pool.labels
         labels = replace(lab, paths=lab.paths[:size], categorical=lab.categorical[:size], ranked=lab.ranked[:size],
@@ -187,8 +200,6 @@ class LoadedPhotos:
 
 
 def load_study_photos(photos: StudyPhotos, store, label_config, max_side: int) -> LoadedPhotos:
-    from .exif.read import read_many
-    from .pretext import load_photos
 
     def load(entries, vocabularies=None):
         paths = [store.path(e) for e in entries]
@@ -218,8 +229,6 @@ def train_run(profile, config: ScalingConfig, photos: LoadedPhotos, variant: str
               progress: bool = True) -> Path:
     """Train one (variant, size, seed) run unless ``done.json`` says it finished this budget; resumes a
     partial one, and continues a finished one when the study's steps were raised (its score is redone)."""
-    from .pretext import LossMonitor, train_pretext
-
     folder = run_dir(out, config.training_key(variant), size, seed)
     cfg = run_config(profile, config, variant, seed)
     if (folder / "done.json").exists():
@@ -248,8 +257,6 @@ def kept_checkpoint(folder: Path, keep: str) -> Path:
 def choose_recipe(config: ScalingConfig, out: Path) -> tuple[str, pd.DataFrame]:
     """(recipe, table): each variant's validation loss at the step it keeps (the last one, or its lowest);
     the recipe is the profile's if named, else the lowest. Only validation photos decide."""
-    from .train import load_checkpoint
-
     size, seed = config.sizes[-1], config.seeds[0]
     rows = []
     for name in config.variants:
@@ -284,9 +291,6 @@ class Evaluator:
 
     @classmethod
     def build(cls, profile, config, photos, splits, store, cache_root):
-        from .binary import validation_split
-        from .features import PixelMemo
-        from .perturb import load_protocols
 
         bcfg = profile.binary_config()
         return cls(profile, config, photos, splits, store, Path(cache_root), load_protocols()["aligned_jpeg95"],
@@ -294,10 +298,6 @@ class Evaluator:
 
     def outputs(self, model) -> dict:
         """Per-photo head outputs of both held-out views, probe and one-class test scores."""
-        from .oneclass import extractor_features
-        from .pretext import image_outputs
-        from .probe import choose_strength, feature_set, fit_probe
-
         model.eval()
         cfg = self.config
         out = {"tags": {view: image_outputs(model, self.photos.sets[view], cfg.pretext_eval_patches)
@@ -317,9 +317,6 @@ class Evaluator:
 
     def score(self, out: dict, train_labels, reference: dict | None) -> list[dict]:
         """Long rows (metric, value, interval, and the paired difference from ``reference``'s outputs)."""
-        from .metrics import paired_difference, seen_unseen_means, suite_table
-        from .pretext import majority_classes
-
         cfg, rows = self.config, []
         majority = majority_classes(train_labels)
         rng = np.random.default_rng([self.profile.seed, 31])
@@ -360,7 +357,6 @@ class Evaluator:
 
 
 def _tag_rows(outs, labels, majority, idx=None) -> np.ndarray:
-    from .pretext import tag_scores
 
     return np.array(tag_scores(outs, labels, majority, idx), dtype=float)
 
@@ -401,9 +397,6 @@ def _diff_row(diff, generators: str) -> dict:
 
 def random_model(profile, config: ScalingConfig, photos: LoadedPhotos, seed: int):
     """The random-init comparison of seed ``seed``: the study's architecture and heads, untrained."""
-    from .model.heads import head_sizes
-    from .pretext import PretextModel
-
     cfg = run_config(profile, config, next(iter(config.variants)), seed)
     sizes = head_sizes({k: len(v.classes) for k, v in photos.pool.labels.vocabularies.items()})
     with torch.random.fork_rng():
@@ -448,11 +441,6 @@ def fake_axis(profile, config: ScalingConfig, extractor, splits, store, out: Pat
               evaluator: Evaluator | None = None) -> pd.DataFrame:
     """Probe and binary detector against nested shares of the training fakes, ``extractor`` held fixed
     (``fake_axis.csv``; each fraction's binary run is resumed or skipped like the pretext runs)."""
-    from .binary import aligned_validation, fake_probabilities, load_binary, load_training_images, train_binary
-    from .metrics import seen_unseen_means
-    from .probe import choose_strength, feature_set, fit_probe
-    from .train import trained_checkpoint
-
     path = Path(out) / "fake_axis.csv"
     if path.exists():
         return pd.read_csv(path)
@@ -494,7 +482,6 @@ def fake_axis(profile, config: ScalingConfig, extractor, splits, store, out: Pat
 
 
 def _subset(fs, mask):
-    from .probe import FeatureSet
 
     return FeatureSet([s for s, m in zip(fs.samples, mask) if m], fs.features[mask])
 
@@ -515,9 +502,6 @@ def run_study(profile, store, out: str | Path, *, fake_axis_too: bool = True, sc
               progress: bool = True, log=print) -> StudyResult | None:
     """Train and score everything the profile's ``[study.scaling]`` asks for, skipping what is done
     (``score=False``: train only, for a machine that scores later)."""
-    from .exif.schema import LabelConfig
-    from .train import load_checkpoint
-
     out = Path(out)
     config = ScalingConfig.from_profile(profile)
     base = profile.pretext_config()
@@ -553,7 +537,6 @@ def run_study(profile, store, out: str | Path, *, fake_axis_too: bool = True, sc
         for size in config.sizes:
             folder = run_dir(out, key, size, seed)
             if not (folder / "evaluation.csv").exists():
-                from .pretext import PretextModel
 
                 state = load_checkpoint(kept_checkpoint(folder, config.keeps(recipe)))
                 model = PretextModel(run_config(profile, config, recipe, seed).extractor, state["head_sizes"])
@@ -577,12 +560,10 @@ def run_study(profile, store, out: str | Path, *, fake_axis_too: bool = True, sc
 def fake_axis_extractor(profile, config: ScalingConfig, out: Path, recipe: str):
     """The extractor the fake axis holds fixed: the shipped reference network, or the study's own largest run."""
     if config.fake_extractor == "reference":
-        from .detect import Detector, default_bundle
 
         return Detector.from_bundle(default_bundle(profile.root)).extractor.eval()
     if config.fake_extractor != "study":
         raise SettingError(f"[study.scaling] fake_extractor must be 'reference' or 'study', not {config.fake_extractor!r}")
-    from .pretext import load_pretext
 
     folder = run_dir(out, config.training_key(recipe), config.sizes[-1], config.seeds[0])
     return load_pretext(kept_checkpoint(folder, config.keeps(recipe)))[0].extractor.eval()
@@ -590,8 +571,6 @@ def fake_axis_extractor(profile, config: ScalingConfig, out: Path, recipe: str):
 
 def save_study(result: StudyResult, config: ScalingConfig, out: str | Path) -> dict[str, Path]:
     """The committed record: every run's rows, the variants, the loss curves, the fit (CSV and Markdown)."""
-    from .loglinear import fit_table
-
     out = Path(out)
     paths = {name: out / f"{name}.csv" for name in ("runs", "variants", "heldout_loss", "fit", "photos")}
     result.runs.to_csv(paths["runs"], index=False)
@@ -606,7 +585,6 @@ def save_study(result: StudyResult, config: ScalingConfig, out: str | Path) -> d
 
 
 def fit_markdown(fit: pd.DataFrame, recipe: str) -> str:
-    from .loglinear import __doc__ as assumptions
 
     cols = [c for c in ("metric", "points", "slope", "slope_low", "slope_high", "fitted at largest",
                         "photos for 0.8", "photos for 0.8 low", "photos for 0.8 high",

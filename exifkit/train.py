@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import SettingError
+from .progress import progress_bar
 from .runtime import keep_freed_memory
 
 
@@ -307,8 +308,6 @@ def run_loop(session: Session, *, name: str, model: torch.nn.Module, optimizer: 
     ``checkpoint_every`` steps (``payload(step)`` plus the optimiser, RNG, precision and segments),
     then the ``periodic`` tasks. Under torchrun the model is wrapped in DDP and the replicas are
     checked identical at the end. Returns the seconds the steps took."""
-    from .progress import progress_bar
-
     ctx, out, start = session.ctx, session.out, session.start
     net = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     log = session.log("metrics.csv", fields)

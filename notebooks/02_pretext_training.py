@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -64,7 +64,7 @@ from exifkit.config import data_store, load_profile
 from exifkit.data.images import load_rgb
 from exifkit.exif.read import read_many
 from exifkit.exif.schema import LabelConfig
-from exifkit.binary import jpeg
+from exifkit.augment import jpeg
 from exifkit.model import count_trainable, save_official
 from exifkit.model.extractor import Extractor
 from exifkit.model.srm import residual_energy

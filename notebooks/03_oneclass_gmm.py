@@ -77,7 +77,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from exifkit.config import data_store, load_profile
-from exifkit.detect import evaluation_inputs
+from exifkit.pipeline import evaluation_inputs
 from exifkit.metrics import paired_difference
 from exifkit.model.extractor import random_extractor
 from exifkit.oneclass import component_sweep, describe_runs, evaluate_and_save, mean_summary

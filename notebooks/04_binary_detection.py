@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -75,7 +75,7 @@ from IPython.display import Markdown, display
 from exifkit.binary import (evaluate_runs, fake_probabilities, from_official, seen_unseen_summary, shipped_runs,
                             train_runs)
 from exifkit.config import data_store, load_profile
-from exifkit.detect import evaluation_inputs
+from exifkit.pipeline import evaluation_inputs
 from exifkit.metrics import paired_difference, suite_table
 from exifkit.model import load_official
 from exifkit.perturb import load_protocols

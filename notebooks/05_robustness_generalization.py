@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -61,7 +61,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from exifkit.config import data_store, load_profile
-from exifkit.detect import official_detectors, ship_bundle, trained_detectors, write_reference_scores
+from exifkit.pipeline import official_detectors, ship_bundle, trained_detectors, write_reference_scores
 from exifkit.modelcard import write_model_card
 from exifkit.perturb import load_protocols, make_protocol
 from exifkit.report import (generator_bars, reference_numbers, robustness_curves, save_figure, save_table,

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from exifkit.data.manifest import Entry, sha256_file, write_manifest
-from exifkit.data.transforms import center_crop_box, crop_spec, lossless_crop
+from exifkit.data.transforms import mcu_center_crop_box, crop_spec, lossless_crop
 
 CAMERA_CROP = 256
 CAMERA_PHOTOS = 300
@@ -86,7 +86,7 @@ def main() -> None:
     for e in cameras:
         with Image.open(src / e.path) as img:
             w, h = img.size
-        box = center_crop_box(w, h, CAMERA_CROP)
+        box = mcu_center_crop_box(w, h, CAMERA_CROP)
         out = demo_root / e.path
         lossless_crop(src / e.path, out, box)
         before = f"; applied to the shared copy ({e.transform})" if e.transform else ""

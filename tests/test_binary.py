@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from exifkit.binary import (AugmentConfig, BinaryConfig, BinaryModel, augment, binary_loss, binary_step,
-                            frozen_teacher, gaussian_blur, jpeg, load_binary, train_binary)
+from exifkit.augment import AugmentConfig, augment, gaussian_blur, jpeg
+from exifkit.binary import BinaryConfig, BinaryModel, binary_loss, binary_step, frozen_teacher, load_binary, train_binary
 from exifkit.errors import SettingError
 from exifkit.model import Extractor, ExtractorConfig
 from exifkit.train import load_checkpoint

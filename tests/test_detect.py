@@ -168,7 +168,8 @@ def test_bundle_from_the_authors_checkpoints(tmp_path, demo_store, capsys):
 
 
 def test_a_bundle_ships_its_training_files_and_the_ablation(tmp_path):
-    from exifkit.detect import TRAINING_FILES, choose_extractor
+    from exifkit.detect import TRAINING_FILES
+    from exifkit.pipeline import choose_extractor
 
     torch.manual_seed(0)
     extractor = Extractor(TINY).eval()
@@ -191,7 +192,7 @@ def test_a_bundle_ships_its_training_files_and_the_ablation(tmp_path):
 
 
 def test_a_bundle_from_another_profile_must_list_its_training_files(bundle, tmp_path):
-    from exifkit.detect import choose_extractor
+    from exifkit.pipeline import choose_extractor
 
     path = bundle[0]
     with pytest.raises(BundleError, match="training files"):

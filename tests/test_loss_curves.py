@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from exifkit.binary import AugmentConfig, BinaryConfig, ValidationSet, train_binary
+from exifkit.augment import AugmentConfig
+from exifkit.binary import BinaryConfig, ValidationSet, train_binary
 from exifkit.exif.read import read_many
 from exifkit.model import Extractor, ExtractorConfig
 from exifkit.patches import grid_patches, to_tensor

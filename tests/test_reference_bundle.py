@@ -60,7 +60,7 @@ def test_the_demo_evaluates_the_reference_models_only_on_images_they_never_train
     demo test images left must share no sha256 with it."""
     from exifkit.config import data_store, load_profile
     from exifkit.data.manifest import read_manifest
-    from exifkit.detect import choose_extractor
+    from exifkit.pipeline import choose_extractor
 
     demo = load_profile("demo", root=root)
     assert demo.evaluation["extractor"] == "reference"

@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from exifkit.cli import main
 from exifkit.config import load_profile
 from exifkit.runner import NotebookFailed, run_notebooks
 
@@ -51,6 +52,14 @@ def test_demo_notebooks_run_end_to_end(root, tmp_path):
         assert "TqdmWarning" not in text and "img/s]" not in text, executed.name
     assert '"name": "stdout"' in (out / "03_oneclass_gmm.ipynb").read_text()
     assert "gaussian_logpdf matches scipy" in (out / "03_oneclass_gmm.ipynb").read_text()
+    shipped = json.loads((out / "bundle" / "bundle.json").read_text())
+    shutil.rmtree(out / "bundle")
+    assert main(["bundle", "build", "--profile", "demo", "--results", str(out)]) == 0  # no notebook needed
+    rebuilt = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert {k: v for k, v in rebuilt.items() if k not in ("created", "files")} == \
+        {k: v for k, v in shipped.items() if k not in ("created", "files")}
+    assert rebuilt["files"]["extractor.pt"] == shipped["files"]["extractor.pt"]
+    assert (out / "bundle" / "MODEL_CARD.md").read_text().startswith("# Model card")
     runs = (out / "scaling" / "runs.csv").read_text().splitlines()  # the miniature study, random init included
     assert any(r.startswith("random init,") for r in runs) and any(r.startswith("pretext,") for r in runs)
     assert "slope_interval matches" in (out / "06_data_scaling.ipynb").read_text()

@@ -13,8 +13,9 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..progress import import_pooch, progress_bar as tqdm
 from ..errors import UserError
+from ..progress import import_pooch, progress_bar as tqdm
+from .transforms import apply_transform
 
 #: Column order of every manifest CSV.
 COLUMNS = (
@@ -297,7 +298,6 @@ class DataStore:
             progressbar=progress and downloader is None, downloader=downloader,
         )
         if entry.transformed:
-            from .transforms import apply_transform
 
             tmp = target.with_suffix(target.suffix + ".part")
             apply_transform(entry.transform, Path(got), tmp)

@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SettingError, UserError
-from .images import ImageLoadError, decode_rgb, path_error
+from ..exif.read import read_exif
+from ..exif.schema import LabelConfig, Vocabulary, categorical_tags, tag_values, vocabulary_from_counts
+from ..progress import progress_bar as tqdm
+from .images import FailureReport, ImageLoadError, decode_rgb, path_error
+from .inputs import collect_files
+from .transforms import TransformError, crop_spec, lossless_crop, mcu_center_crop_box
 
 FORMAT = "exifkit-shards"
 VERSION = 1
@@ -115,8 +120,6 @@ def _record(item: Item, data: bytes, kind: str) -> dict:
     if kind == "binary":
         rec.update(label=item.label, group=item.group, view=list(item.view) if item.view else None)
     else:
-        from ..exif.read import read_exif
-        from ..exif.schema import tag_values
 
         rec["exif"] = tag_values([read_exif(item.path)])[0]
     return rec
@@ -139,9 +142,6 @@ def _labelled(path: Path, name: str, binary: bool, label: str | None, default_gr
 
 def _collect(entries, binary, label, default_group):
     """(items, problems) from ``(path as given, name to record)`` pairs; folders are walked."""
-    from .images import FailureReport
-    from .inputs import collect_files
-
     items, problems = [], FailureReport()
     for path, name in entries:
         found = collect_files([path])
@@ -183,15 +183,13 @@ def _lossless_crop(item: Item, data: bytes, max_side: int | None, tmp: Path) -> 
     camera's quantisation, 8x8 grid and EXIF stay); anything else as it is."""
     from PIL import Image
 
-    from .transforms import TransformError, center_crop_box, crop_spec, lossless_crop
-
     if not max_side:
         return data, ""
     with Image.open(io.BytesIO(data)) as img:
         fmt, (width, height) = img.format, img.size
     if fmt not in ("JPEG", "MPO") or max(width, height) <= max_side:
         return data, ""
-    box = center_crop_box(width, height, max_side)
+    box = mcu_center_crop_box(width, height, max_side)
     src, dst = tmp / "in.jpg", tmp / "out.jpg"
     src.write_bytes(data)
     try:
@@ -272,9 +270,6 @@ def pack(items: list[Item], out: str | Path, *, kind: str = "pretext", shard_siz
     authors' by default) are built from the counts of every shard and stored in the index."""
     from multiprocessing import get_context
 
-    from ..progress import progress_bar as tqdm
-
-    from ..exif.schema import LabelConfig, categorical_tags, vocabulary_from_counts
 
     if kind not in ("pretext", "binary"):
         raise SettingError(f"kind must be 'pretext' or 'binary', not {kind!r}")
@@ -370,7 +365,6 @@ class Shards:
         return int(self.index["samples"])
 
     def vocabularies(self):
-        from ..exif.schema import Vocabulary
 
         return {k: Vocabulary(k, list(v)) for k, v in self.index.get("vocabularies", {}).items()}
 

@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ..augment import augment
+from ..exif.schema import encode_labels
+from ..patches import center_crop, random_patches, to_tensor
 from .images import decode_rgb
 from .shards import ShardError, Shards, iter_shard
 
@@ -99,15 +102,11 @@ class PairStream(ShardStream):
 
     def make_batch(self, pairs, crop_seeds) -> dict:
         """The same dictionary as :func:`exifkit.pretext.make_batch`, plus the pairs' sha256 and crop seeds."""
-        from ..exif.schema import encode_labels
-        from ..patches import random_patches, to_tensor
-        from ..pretext import centre_crop
-
         def patches(side):
             out = []
             for pair, seed in zip(pairs, crop_seeds):
                 record, data = pair[side]
-                image = centre_crop(decode_rgb(data, record["name"]), self.max_side)
+                image = center_crop(decode_rgb(data, record["name"]), self.max_side)
                 out.append(random_patches(image, self.n_patches, self.patch_size, np.random.default_rng(seed + [side])))
             return np.stack(out)
 
@@ -133,9 +132,6 @@ class ImageStream(ShardStream):
         return sample
 
     def make_batch(self, samples, seeds) -> dict:
-        from ..binary import augment
-        from ..patches import random_patches, to_tensor
-
         sets = []
         for (record, data), seed in zip(samples, seeds):
             image = decode_rgb(data, record["name"])

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingInputError
+from .archive import safe_extract
 from .images import load_rgb
-from .manifest import DataStore, Entry
+from .manifest import DataStore, Entry, Manifest, sha256_file
 
 CNNDETECTION_CROP = (56, 56, 304, 304)  # left, top, right, bottom: inside the label-coloured border
 GRID_TILE = 512
@@ -251,8 +252,6 @@ def build_splits(manifest, seen_generators, camera_test: list[Entry] | None = No
 def folder_suite(root: str | Path, name: str = "", seen=()) -> Suite:
     """A suite from the benchmark layout ``root/<generator>/{0_real,1_fake}/**`` (CNNDetection,
     AIGCDetectBenchmark, the authors' test sets). Files are hashed once so the feature cache can key on them."""
-    from .manifest import sha256_file
-
     root = Path(root)
     pairs = []
     for gen_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -284,9 +283,6 @@ def find_benchmark_root(folder: str | Path) -> Path:
 def official_inputs(store: DataStore, extract_to: str | Path, seen=("progan",)):
     """For evaluating the authors' released checkpoints: their test suite and one-class training reals,
     extracted safely from the archives of the ``paper`` manifest."""
-    from .archive import safe_extract
-    from .manifest import sha256_file
-
     extract_to = Path(extract_to)
 
     def unpack(rel: str, name: str) -> Path:
@@ -295,8 +291,6 @@ def official_inputs(store: DataStore, extract_to: str | Path, seen=("progan",)):
             safe_extract(store.path(next(e for e in store.manifest if e.path == rel)), target)
             (target / ".complete").touch()
         return target
-
-    from .manifest import Manifest
 
     test_root = find_benchmark_root(unpack("sdaie/test_sets.zip", "test_sets"))
     suite = folder_suite(test_root, "paper", seen)

@@ -33,7 +33,7 @@ def jpegtran() -> str:
     return exe
 
 
-def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+def mcu_center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
     """(w, h, x, y) of a central crop whose offsets sit on the MCU grid."""
     w, h = min(size, width), min(size, height)
     x = ((width - w) // 2) // MCU * MCU
@@ -68,6 +68,6 @@ def apply_transform(spec: str, src: Path, dst: Path) -> None:
         size = int(m.group(1))
         with Image.open(src) as img:
             width, height = img.size
-        lossless_crop(src, dst, center_crop_box(width, height, size))
+        lossless_crop(src, dst, mcu_center_crop_box(width, height, size))
         return
     raise TransformError(f"{src}: no automatic way to reproduce transform {spec!r}")

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import winograd
+from .covariance import covariance_pool
 
 CHANNELS_LAST = torch.channels_last
 
@@ -176,8 +177,6 @@ def prepare(extractor) -> FastWeights:
 
 def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: bool = True):
     """(M, 3, P, P) -> covariance vectors (M, D) and the stage maps (channels-last), as the reference."""
-    from .covariance import covariance_pool
-
     clip = extractor.config.stem_clip
     x = patches.contiguous(memory_format=CHANNELS_LAST)
     x = srm_stem(x, weights.stem, extractor.stem.conv.bias)

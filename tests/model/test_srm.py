@@ -69,7 +69,7 @@ def test_bank_is_per_channel_and_fixed():
 
 
 def test_residual_energy_is_zero_on_flat_images_and_falls_under_strong_jpeg():
-    from exifkit.binary import jpeg
+    from exifkit.augment import jpeg
     from exifkit.model.srm import FAMILY_START, residual_energy
 
     flat = np.full((64, 64, 3), 128, np.uint8)
