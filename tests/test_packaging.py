@@ -74,3 +74,33 @@ def test_python_floor_is_the_one_the_code_needs(root):
     assert sys.version_info[:2] >= floor
     for path in (root / "exifkit").rglob("*.py"):
         ast.parse(path.read_text(), filename=str(path), feature_version=floor)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_readme_is_short_and_every_link_in_the_docs_resolves(root):
+    """The README is a front page (at most 8 KB); the reference lives in docs/. Every relative link in
+    them (and in the other guides) names a file that exists, and an anchor names a heading there."""
+    assert len((root / "README.md").read_bytes()) <= 8 * 1024
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "notebooks" / "COURSE.md",
+             root / "benchmarks" / "README.md", root / "results" / "README.md"]
+    assert len(pages) >= 8
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^(https?:|mailto:)", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.relative_to(root)}: {target} (no such file)")
+            elif anchor and file.suffix == ".md":
+                headings = {_slug(h) for h in re.findall(r"^#+ (.+)$", file.read_text(), flags=re.M)}
+                if anchor not in headings:
+                    broken.append(f"{page.relative_to(root)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
