@@ -169,7 +169,7 @@ def validation_split(samples: list[Sample], fraction: float, seed: int) -> tuple
 
 
 def training_data(config: BinaryConfig, splits, store: DataStore):
-    """What a binary run trains on, the same for the notebook and the CLI: the profile's binary training
+    """What a binary run trains on, the same from Python and the CLI: the profile's binary training
     images minus the validation share, decoded once; and the validation samples."""
     train, validation = validation_split(splits.binary_train, config.validation_fraction, config.seed)
     images, labels, failures = load_training_images(train, store)
@@ -245,7 +245,7 @@ def validation_set(samples: list[Sample], store: DataStore, patch_size: int, max
 
 def aligned_validation(config: BinaryConfig, samples: list[Sample], store: DataStore):
     """The run's validation images under the format-aligned protocol, the view the shipped threshold is
-    set on: what the CLI and notebook 04 hand to :func:`train_binary`."""
+    set on: what :func:`train_runs` and the CLI hand to :func:`train_binary`."""
     return validation_set(samples, store, config.extractor.patch_size, config.eval_max_patches,
                           load_protocols()["aligned_jpeg95"])
 
@@ -428,7 +428,7 @@ def train_runs(config: BinaryConfig, frozen: Extractor, splits, store: DataStore
                resume: bool = False, cache_root: Path | None = None, protocol=None) -> BinaryRuns:
     """Train every run of :func:`run_names` on the same images (or reuse finished runs with ``resume``),
     keep each run's validated step and set its threshold on the validation images under ``protocol``;
-    ``out/binary/<run>/threshold.json`` records it for notebook 05 and the bundle."""
+    ``out/binary/<run>/threshold.json`` records it for the evaluation and the bundle."""
     import json
 
     import pandas as pd
@@ -456,7 +456,7 @@ def train_runs(config: BinaryConfig, frozen: Extractor, splits, store: DataStore
 
 
 def trained_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
-    """The runs :func:`train_runs` left in ``out/binary``, as notebook 05 reads them."""
+    """The runs :func:`train_runs` left in ``out/binary``, read back for evaluation and the bundle."""
     import json
 
     import pandas as pd
@@ -465,7 +465,8 @@ def trained_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
     for name in run_names(alpha):
         run = Path(out) / "binary" / name
         if not (trained_checkpoint(run).exists() and (run / "threshold.json").exists()):
-            raise MissingInputError(f"{run}: run notebook 04 first (make reproduce does)")
+            raise MissingInputError(f"{run}: no trained binary run with its threshold here; train it first "
+                                    "(`exifkit binary train`, or `make reproduce`)")
         runs.models[name] = load_binary(trained_checkpoint(run), frozen.config)
         runs.thresholds[name] = json.loads((run / "threshold.json").read_text())
         if (run / "metrics.csv").exists():

@@ -47,7 +47,7 @@ def save_bundle(path: str | Path, extractor: Extractor, oneclass: OneClassDetect
     guard rail in :class:`Detector` reads; ``extra`` is stored as is (model card facts). ``binary`` None
     makes a one-class-only bundle. ``trained_on``, the sha256 of every file the models trained or
     validated on, lets another evaluation leave them out (:meth:`exifkit.data.suites.Suite.excluding`).
-    ``ablation`` (the alpha = 0 binary detector and its validation record) travels along so notebooks
+    ``ablation`` (the alpha = 0 binary detector and its validation record) travels along so an evaluation
     can show the regulariser's effect without training; detection never reads it."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)

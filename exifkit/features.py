@@ -5,7 +5,7 @@ Patches of consecutive images go through the convolutional part together, in bat
 size, while the next images are decoded on a background thread. A feature is stored once per
 (weights, protocol, pixels): the cache key is the hash of the extractor's weights, a protocol string
 (patch size, cap, any perturbation) and the sample key (file sha256 plus view), so a rerun or another
-notebook reuses it and new weights never read stale features.
+stage reuses it and new weights never read stale features.
 """
 
 from __future__ import annotations

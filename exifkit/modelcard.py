@@ -154,7 +154,7 @@ def model_card(*, profile: str, bundle_meta: dict, composition: pd.DataFrame, bu
 
 
 def write_model_card(bundle: Path, profile, det, tables_dir: Path) -> str:
-    """The model card of a bundle :func:`exifkit.pipeline.ship_bundle` wrote, from the tables notebooks 03-05
+    """The model card of a bundle :func:`exifkit.pipeline.ship_bundle` wrote, from the evaluation tables
     saved in ``tables_dir``; written to ``bundle/MODEL_CARD.md`` and returned."""
     import json
 

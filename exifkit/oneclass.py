@@ -369,7 +369,7 @@ def saved_detector(out: Path, extractor_name: str, setting: str, protocol: str =
 def evaluate_and_save(extractor, splits, store, out: Path, settings: dict[str, OneClassDetector], extractor_name: str,
                       *, protocols: dict, max_patches: int | None, bootstrap: int = 0, seed: int = 0,
                       progress: bool = True) -> dict[tuple[str, str], OneClassRun]:
-    """:func:`evaluate_oneclass` on ``out/feature_cache``, with every detector saved where notebook 05 and
+    """:func:`evaluate_oneclass` on ``out/feature_cache``, with every detector saved where the evaluation stages and
     the bundle read it (:func:`saved_detector`) and every table as ``oneclass_NAME_SETTING_PROTOCOL``."""
     runs = evaluate_oneclass(extractor.eval(), splits, store, Path(out) / "feature_cache", settings,
                              protocols=protocols, max_patches=max_patches, bootstrap=bootstrap, seed=seed,

@@ -65,7 +65,7 @@ class Protocol:
 
 def make_protocol(pid: str, spec: dict, where: str = "protocol") -> Protocol:
     """A protocol from a table laid out as in ``protocols.toml`` (``version``, ``steps``, optional
-    ``description`` and ``aligned``): how a notebook tries one that is not in the file."""
+    ``description`` and ``aligned``): how to try one that is not in the file."""
     steps = tuple(Step(s["op"], tuple(sorted((k, v) for k, v in s.items() if k != "op"))) for s in spec["steps"])
     for s in steps:
         if s.op not in ("jpeg", "blur", "resize", "center_crop"):

@@ -35,7 +35,7 @@ from .train import trained_checkpoint
 
 @dataclass
 class ExtractorChoice:
-    """The extractor a notebook or a training run reads: this profile's own pretext run, or the one a
+    """The extractor an evaluation or a training run reads: this profile's own pretext run, or the one a
     bundle ships (with that bundle's detectors and the files its models trained on)."""
     extractor: Extractor
     source: str  # "pretext" or the bundle folder
@@ -48,7 +48,7 @@ class ExtractorChoice:
         return self.detector is not None
 
     def trains_binary(self, profile: str) -> bool:
-        """Whether notebooks 04-05 train the binary detector against this extractor (an own pretext run,
+        """Whether the binary stage trains the binary detector against this extractor (an own pretext run,
         or the profile's own bundle, as the extended reference run does) or evaluate the one the bundle
         ships (a bundle trained on another profile: the reference bundle on the demo)."""
         return not self.from_bundle or self.detector.meta.get("profile") == profile
@@ -67,8 +67,8 @@ def choose_extractor(source: str | Path | None, results_dir: str | Path, root: s
     if not (run_dir / "bundle.json").is_file():
         checkpoint = trained_checkpoint(run_dir)
         if not checkpoint.exists():
-            raise MissingInputError(f"{checkpoint}: no pretext weights; run notebook 02 (or `exifkit pretext "
-                                    "train`) first, or use the reference extractor (extractor = 'reference')")
+            raise MissingInputError(f"{checkpoint}: no pretext weights; train one with `exifkit pretext "
+                                    "train`, or use the reference extractor (extractor = 'reference')")
         model, _, vocabularies = load_pretext(checkpoint)
         return ExtractorChoice(model.extractor, "pretext", vocabularies)
     detector = Detector.from_bundle(run_dir)
@@ -83,7 +83,7 @@ def choose_extractor(source: str | Path | None, results_dir: str | Path, root: s
 
 def evaluation_inputs(profile, store, results_dir: str | Path, source: str | Path | None = None, *,
                       mark_seen: bool = True):
-    """(ExtractorChoice, Splits) for notebooks 03-05: the ``source`` extractor (None: the profile's
+    """(ExtractorChoice, Splits) for the evaluation stages: the ``source`` extractor (None: the profile's
     ``[evaluation] extractor``, else "pretext") and the profile's splits without the files its bundle
     trained on. With ``mark_seen``, a bundle whose detectors are evaluated as shipped also gives the
     generators that count as *seen*."""
@@ -97,7 +97,7 @@ def evaluation_inputs(profile, store, results_dir: str | Path, source: str | Pat
 
 @dataclass
 class Detectors:
-    """What notebook 05 evaluates and ships: an extractor, its one-class detector and the binary runs
+    """What the robustness evaluation and the bundle read: an extractor, its one-class detector and the binary runs
     (the main one first, then its ablation), with the splits and store they are tested on."""
     extractor: Extractor
     oneclass: OneClassDetector
@@ -114,13 +114,14 @@ class Detectors:
 
 
 def trained_detectors(profile, store, results_dir: str | Path, source: str | Path | None = None) -> Detectors:
-    """The detectors notebooks 03-04 fitted or trained in ``results_dir`` (or the bundle's, where its
+    """The detectors the one-class and binary stages fitted or trained in ``results_dir`` (or the bundle's, where its
     binary detectors are evaluated as shipped), on the profile's test suite."""
     out = Path(results_dir)
     choice, splits = evaluation_inputs(profile, store, out, source)
     gmm_file = saved_detector(out, "pretext", profile.shipped_oneclass)
     if not gmm_file.exists():
-        raise MissingInputError(f"{gmm_file}: run notebook 03 first (make reproduce does)")
+        raise MissingInputError(f"{gmm_file}: no fitted one-class detector here; fit it first "
+                                "(exifkit.oneclass.evaluate_and_save, or `make reproduce`)")
     runs = (trained_runs(out, profile.binary_config().alpha, choice.extractor) if choice.trains_binary(profile.name)
             else shipped_runs(choice.detector))
     vocabularies = choice.vocabularies or (choice.detector.meta.get("vocabularies", {}) if choice.from_bundle else {})

@@ -440,7 +440,7 @@ def evaluate_pretext(model: PretextModel, heldout: PhotoSet, train_labels: ExifL
 
 def run_pretext(paths, records, config: PretextConfig, out_dir: str | Path, label_config: LabelConfig | None = None,
                 resume: bool = False, progress: bool = True):
-    """Split, decode, train and evaluate: what the notebook and the CLI both call."""
+    """Split, decode, train and evaluate: one pretext run from a list of photos, from Python or the CLI."""
     train_idx, hold_idx = split_indices(len(paths), config.holdout_fraction, config.seed)
     val_idx = np.array([], dtype=int)
     if config.validation_fraction > 0:

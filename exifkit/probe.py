@@ -51,7 +51,7 @@ class FeatureSet:
 def feature_set(extractor, samples: list[Sample], store, cache_root: Path, max_patches: int | None,
                 protocol=None, memo=None):
     """(FeatureSet, FailureReport): features of the ``samples`` that load, under ``protocol``, from the cache
-    the one-class notebook fills; those that do not load are left out and reported, as the tables do."""
+    the one-class evaluation fills; those that do not load are left out and reported, as the tables do."""
     feats, failures, _ = extractor_features(extractor, samples, store, cache_root, max_patches, progress=False,
                                             protocol=protocol, memo=memo)
     kept = [s for s in samples if s.key in feats]

@@ -1,4 +1,4 @@
-"""Tables and figures shared by the notebooks and the CLI. Each figure function returns a Figure."""
+"""Tables and figures of every stage, saved where a results folder keeps them. Each figure function returns a Figure."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
 
 def as_jpeg(fig, quality: int = 85, dpi: int = 100):
     """A figure of photographs for inline display as JPEG, the figure closed: as PNG, the extended
-    contact sheet alone made its executed notebook 5.7 MB."""
+    contact sheet alone weighed 5.7 MB as PNG."""
     import io
 
     from IPython.display import Image

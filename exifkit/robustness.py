@@ -125,7 +125,7 @@ def protocol_summary(long: pd.DataFrame, protocol_ids, detectors=("one-class GMM
 def ablation_means(long: pd.DataFrame, det, results_dir: Path, setting: str, protocols: list[Protocol], *,
                    seed: int, max_patches: int | None) -> pd.DataFrame:
     """Mean rows of the main detectors (from ``long``) beside their ablations under ``protocols``: the
-    one-class detector on a random extractor (fitted by notebook 03 as ``random_SETTING``) and the
+    one-class detector on a random extractor (fitted by the one-class evaluation as ``random_SETTING``) and the
     binary run with alpha = 0 (``det`` is a :class:`exifkit.pipeline.Detectors`)."""
     cache = Path(results_dir) / "feature_cache"
     random_oc, _ = evaluate_protocols(protocols, det.splits.suite, det.store, cache,

@@ -267,5 +267,5 @@ def test_a_study_trains_the_ablation_once_when_alpha_is_already_zero(tmp_path):
 
     assert run_names(0.05) == ["alpha=0.05", "alpha=0"]
     assert run_names(0.0) == ["alpha=0"]
-    with pytest.raises(MissingInputError, match="alpha=0.05: run notebook 04 first"):
+    with pytest.raises(MissingInputError, match="alpha=0.05: no trained binary run with its threshold here"):
         trained_runs(tmp_path, 0.05, Extractor(TINY))

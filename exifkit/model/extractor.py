@@ -238,7 +238,7 @@ def count_trainable(module: nn.Module) -> int:
 
 def random_extractor(config: ExtractorConfig, seed: int) -> Extractor:
     """The ablation's extractor: same architecture, untrained weights drawn under ``seed`` (the same in
-    notebooks 03 and 05, so both score the same random network)."""
+    the one-class evaluation and the robustness sweep, so both score the same random network)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return Extractor(config).eval()
