@@ -9,11 +9,13 @@ so it cannot drift to whatever shortcut separates the few training generators.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +26,7 @@ from .data.manifest import DataStore
 from .data.stream import ImageStream, batch_loader
 from .data.suites import Sample, load_sample
 from .errors import MissingInputError, SettingError
-from .features import FeatureCache, cache_tag, extract_features, weights_hash
+from .features import cached_outputs, weights_hash
 from .metrics import balanced_threshold, class_accuracy, macro_auc, seen_unseen_means, suite_table
 from .model.extractor import Extractor, ExtractorConfig, ExtractorOutput
 from .patches import grid_patches, random_patches, to_tensor
@@ -32,7 +34,6 @@ from .perturb import load_protocols
 from .report import save_table
 from .train import (Every, Session, autocast, batch_positions, keep_if_best, load_checkpoint, run_loop,
                     trained_checkpoint)
-
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def validation_set(samples: list[Sample], store: DataStore, patch_size: int, max
 
 def aligned_validation(config: BinaryConfig, samples: list[Sample], store: DataStore):
     """The run's validation images under the format-aligned protocol, the view the shipped threshold is
-    set on: what :func:`train_runs` and the CLI hand to :func:`train_binary`."""
+    set on: what :func:`train_binary_runs` and the CLI hand to :func:`train_binary`."""
     return validation_set(samples, store, config.extractor.patch_size, config.eval_max_patches,
                           load_protocols()["aligned_jpeg95"])
 
@@ -376,22 +377,12 @@ def from_official(official) -> BinaryModel:
     return model.eval()
 
 
-def fake_probabilities(model: BinaryModel, samples: list[Sample], store: DataStore, cache_root: Path,
-                       max_patches: int | None, progress: bool = True, protocol=None, memo=None):
-    """P(fake) per sample from all its patches (cached by weights and protocol; None = the raw files)."""
-    tag = cache_tag("pfake", model.extractor.config.patch_size, max_patches, protocol)
-    cache = FeatureCache(cache_root, "binary-" + weights_hash(model), tag)
-    probs, ok, failures = extract_features(model.extractor, samples, store, max_patches=max_patches, cache=cache,
-                                           head=model.fake_probability_of, transform=protocol, progress=progress,
-                                           memo=memo)
-    return {s.key: float(p[0]) for s, p in zip([s for s, o in zip(samples, ok) if o], probs)}, failures
-
-
 def validation_threshold(model: BinaryModel, validation: list[Sample], store: DataStore, cache_root: Path,
                          max_patches: int | None, protocol=None, progress: bool = True) -> dict:
     """The shipped threshold on P(fake): the balanced-accuracy optimum on the run's *validation* images
     (training side, never the test suite), with the accuracies it gives there."""
-    probs, failures = fake_probabilities(model, validation, store, cache_root, max_patches, progress, protocol)
+    probs, failures = cached_outputs(model, validation, store, cache_root, max_patches=max_patches, protocol=protocol,
+                                     progress=progress)
     kept = [s for s in validation if s.key in probs]
     labels = np.array([s.label for s in kept])
     scores = np.array([probs[s.key] for s in kept])
@@ -424,15 +415,11 @@ class BinaryRuns:
         return next(iter(self.models))
 
 
-def train_runs(config: BinaryConfig, frozen: Extractor, splits, store: DataStore, out: Path, *,
+def train_binary_runs(config: BinaryConfig, frozen: Extractor, splits, store: DataStore, out: Path, *,
                resume: bool = False, cache_root: Path | None = None, protocol=None) -> BinaryRuns:
     """Train every run of :func:`run_names` on the same images (or reuse finished runs with ``resume``),
     keep each run's validated step and set its threshold on the validation images under ``protocol``;
     ``out/binary/<run>/threshold.json`` records it for the evaluation and the bundle."""
-    import json
-
-    import pandas as pd
-
     images, labels, failures, validation = training_data(config, splits, store)
     held, held_failures = aligned_validation(config, validation, store)
     for report in (failures, held_failures):
@@ -455,12 +442,8 @@ def train_runs(config: BinaryConfig, frozen: Extractor, splits, store: DataStore
     return runs
 
 
-def trained_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
-    """The runs :func:`train_runs` left in ``out/binary``, read back for evaluation and the bundle."""
-    import json
-
-    import pandas as pd
-
+def load_binary_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
+    """The runs :func:`train_binary_runs` left in ``out/binary``, read back for evaluation and the bundle."""
     runs = BinaryRuns()
     for name in run_names(alpha):
         run = Path(out) / "binary" / name
@@ -474,11 +457,9 @@ def trained_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
     return runs
 
 
-def shipped_runs(detector) -> BinaryRuns:
+def bundled_binary_runs(detector) -> BinaryRuns:
     """A bundle's detectors (see ``Detector.shipped_binaries``), with the training logs of the run that
     made it when they lie beside the bundle (the extended reference run's layout)."""
-    import pandas as pd
-
     runs = BinaryRuns()
     for name, (model, record) in detector.shipped_binaries().items():
         runs.models[name], runs.thresholds[name] = model, record
@@ -495,8 +476,8 @@ def evaluate_runs(runs: BinaryRuns, suite, store: DataStore, cache_root: Path, p
     tables, scores = {}, {}
     for name, model in runs.models.items():
         for pname, protocol in protocols.items():
-            probs, failures = fake_probabilities(model, suite.samples(), store, cache_root, max_patches,
-                                                 protocol=protocol)
+            probs, failures = cached_outputs(model, suite.samples(), store, cache_root, max_patches=max_patches,
+                                             protocol=protocol)
             if failures:
                 print(failures.to_markdown())
             scores[name, pname] = probs
@@ -508,8 +489,6 @@ def evaluate_runs(runs: BinaryRuns, suite, store: DataStore, cache_root: Path, p
 
 def seen_unseen_summary(suite, runs: BinaryRuns, scores: dict, bootstrap: int = 0, seed: int = 0):
     """Seen against unseen generator means of every (run, protocol), with intervals."""
-    import pandas as pd
-
     summary = pd.concat([seen_unseen_means(suite, probs, runs.thresholds[name]["threshold"], bootstrap, seed)
                          .assign(run=name, protocol=pname) for (name, pname), probs in scores.items()],
                         ignore_index=True)

@@ -35,15 +35,14 @@ def weights_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_tag(what: str, patch_size: int, max_patches: int | None, protocol=None) -> str:
-    """The cache tag of one kind of output (``feature``, ``pfake``) on one patch grid and one view of the
-    pixels. Every caller computing the same thing shares entries: the raw protocol (no steps) and no
-    protocol are the same pixels."""
+def _cache_tag(what: str, patch_size: int, max_patches: int | None, protocol) -> str:
+    # the raw protocol (no steps) and no protocol are the same pixels, so they share entries
     pixels = "raw" if protocol is None or not protocol.steps else protocol.key
     return f"{what} grid{patch_size} cap{max_patches} v1 {pixels}"
 
 
 class FeatureCache:
+    """One folder of ``.npy`` entries per (network weights, what is stored, patch grid, view of the pixels)."""
     def __init__(self, root: str | Path, model_hash: str, protocol: str):
         self.dir = Path(root) / model_hash / hashlib.sha256(protocol.encode()).hexdigest()[:12]
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -222,6 +221,31 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
             todo.append(i)
     _stream(extractor, todo, decode, done, failures, head, batch_patches, prefetch, progress)
     return (*_collect(feats, len(samples)), failures)
+
+
+def cached_outputs(network, samples: list[Sample], store: DataStore, cache_root: Path, *,
+                   max_patches: int | None, protocol=None, progress: bool = True,
+                   memo: PixelMemo | None = None) -> tuple[dict, FailureReport]:
+    """What ``network`` says of each sample that loads, by sample key, and the failures: an
+    :class:`~exifkit.model.Extractor` gives its image feature (an array), a binary detector (anything
+    with an ``extractor`` and a ``fake_probability_of`` head) gives P(fake) (a float). ``protocol`` (a
+    :class:`~exifkit.perturb.Protocol`, None for the raw files) is applied to the pixels first.
+
+    The one cache of the kit: entries live under ``cache_root`` keyed by the network's weight hash, what
+    it stores, the patch grid and cap, and the view of the pixels, so every stage asking the same
+    question of the same weights reads the same entry, and new weights never read stale ones."""
+    if isinstance(network, Extractor):
+        extractor, head, what, owner = network, None, "feature", "extractor"
+    else:
+        extractor, head, what, owner = network.extractor, network.fake_probability_of, "pfake", "binary"
+    cache = FeatureCache(cache_root, f"{owner}-{weights_hash(network)}",
+                         _cache_tag(what, extractor.config.patch_size, max_patches, protocol))
+    values, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
+                                            transform=protocol, head=head, progress=progress, memo=memo)
+    kept = [s.key for s, o in zip(samples, ok) if o]
+    if head is not None:
+        values = [float(v[0]) for v in values]
+    return dict(zip(kept, values)), failures
 
 
 def folder_features(extractor: Extractor, paths: Sequence[str | Path], *, max_patches: int | None = None,

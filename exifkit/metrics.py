@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_curve
 
@@ -34,15 +35,32 @@ def class_accuracy(labels, scores, threshold: float, cls: int) -> float:
     return float(((scores[mask] > threshold).astype(int) == cls).mean()) if mask.any() else float("nan")
 
 
+def _curve(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives above each distinct score, highest first (scikit-learn's binary curve,
+    without its input validation, which dominated bootstrap intervals: thousands of curves per table)."""
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    scores, labels = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    tps = np.cumsum(labels)[last]
+    return tps, last + 1 - tps
+
+
+def _average_precision(labels, scores) -> float:
+    if not labels.any():
+        return float(average_precision_score(labels, scores))  # scikit-learn's warning and value
+    tps, fps = _curve(labels, scores)
+    return float(np.sum(np.diff(np.r_[0, tps]) / tps[-1] * tps / (tps + fps)))
+
+
 def ap_fake_positive(labels, scores) -> float:
     labels, scores = _check(labels, scores)
-    return float(average_precision_score(labels, scores))
+    return _average_precision(labels, scores)
 
 
 def ap_real_positive(labels, scores) -> float:
     """AP with real as the positive class, ranking by *realness* (the authors' one-class "mAP")."""
     labels, scores = _check(labels, scores)
-    return float(average_precision_score(1 - labels, -scores))
+    return _average_precision(1 - labels, -scores)
 
 
 def roc_auc(labels, scores) -> float:
@@ -76,7 +94,14 @@ def macro_auc(labels, scores, groups, pairing: dict | None = None) -> float:
 def tpr_at_fpr(labels, scores, fpr: float = 0.05) -> float:
     """Largest share of fakes caught while at most ``fpr`` of reals are flagged."""
     labels, scores = _check(labels, scores)
-    f, t, _ = roc_curve(labels, scores)
+    if labels.all() or not labels.any():
+        f, t, _ = roc_curve(labels, scores)  # scikit-learn's warning and value
+        return float(t[f <= fpr].max())
+    tps, fps = _curve(labels, scores)
+    if len(tps) > 2:  # the corners scikit-learn's ROC keeps (drop_intermediate), so the value is its value
+        keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        tps, fps = tps[keep], fps[keep]
+    t, f = np.r_[0, tps] / tps[-1], np.r_[0, fps] / fps[-1]
     return float(t[f <= fpr].max())
 
 
@@ -160,8 +185,6 @@ def suite_table(suite, fake_scores: dict[str, float], threshold: float, bootstra
     """One row per (real, fake, generator) pair of a suite, then their mean (the authors average
     over subsets), with bootstrap intervals when asked. Samples without a score (failed to load) are
     left out and counted."""
-    import pandas as pd
-
     summaries = _pair_summaries(suite, fake_scores, threshold, bootstrap, seed, columns)
     rows = []
     for pair, n_real, n_fake, summary in summaries:
@@ -178,8 +201,6 @@ def suite_table(suite, fake_scores: dict[str, float], threshold: float, bootstra
 def seen_unseen_means(suite, fake_scores: dict[str, float], threshold: float, bootstrap: int = 0, seed: int = 0,
                       columns=("acc", "real_acc", "fake_acc", "ap", "auc")):
     """Means over the seen and over the unseen generators of a suite, with bootstrap intervals."""
-    import pandas as pd
-
     summaries = _pair_summaries(suite, fake_scores, threshold, bootstrap, seed, columns)
     rows = []
     for group, flag in (("seen", True), ("unseen", False)):
@@ -203,8 +224,6 @@ def paired_difference(suite, a: dict[str, float], b: dict[str, float], bootstrap
     with a *paired* bootstrap 95 % interval: each draw resamples a pair's reals and fakes once and scores
     both detectors on those same images. Two separate intervals overlap far more than the difference is
     uncertain; this one says whether ``a`` beats ``b`` on these test images. Only images both scored count."""
-    import pandas as pd
-
     rng = np.random.default_rng(seed)
     per_pair = []
     for pair in suite.pairs:

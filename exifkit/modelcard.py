@@ -3,11 +3,13 @@ must not be used for. Every number comes from the tables and logs of the run tha
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from .train import load_checkpoint, trained_checkpoint
 
 NOT_FOR = [
@@ -156,8 +158,6 @@ def model_card(*, profile: str, bundle_meta: dict, composition: pd.DataFrame, bu
 def write_model_card(bundle: Path, profile, det, tables_dir: Path) -> str:
     """The model card of a bundle :func:`exifkit.pipeline.ship_bundle` wrote, from the evaluation tables
     saved in ``tables_dir``; written to ``bundle/MODEL_CARD.md`` and returned."""
-    import json
-
     def table(name):
         return pd.read_csv(Path(tables_dir) / f"{name}.csv")
 

@@ -18,16 +18,22 @@ scikit-learn outlier detector, so ``clone``, ``get_params`` and pipelines work o
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from scipy.linalg import solve_triangular
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, OutlierMixin, clone
+from sklearn.covariance import LedoitWolf
+from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import SettingError, TooFewImagesError
-from .features import FeatureCache, cache_tag, extract_features, weights_hash
+from .features import cached_outputs
 from .metrics import roc_auc, suite_table
 from .report import save_table
 
@@ -51,7 +57,6 @@ class MixtureDensity:
 
     @classmethod
     def from_covariances(cls, weights, means, covariances) -> "MixtureDensity":
-        from scipy.linalg import solve_triangular
 
         covariances = np.asarray(covariances, dtype=float)
         chol = np.stack([solve_triangular(np.linalg.cholesky(c), np.eye(len(c)), lower=True).T for c in covariances])
@@ -72,8 +77,6 @@ class MixtureDensity:
 
     def score_samples(self, x: np.ndarray) -> np.ndarray:
         """Log-likelihood of each row of ``x``."""
-        from scipy.special import logsumexp
-
         d = self.means.shape[1]
         log_prob = np.empty((len(x), len(self.weights)))
         for k, (mu, chol) in enumerate(zip(self.means, self.precisions_cholesky)):
@@ -86,9 +89,6 @@ class MixtureDensity:
 def candidate_densities(config: "OneClassDetector") -> dict[str, object]:
     """Name -> function fitting a :class:`MixtureDensity` on (standardised) features, under the
     hyperparameters of ``config`` (an unfitted detector will do)."""
-    from sklearn.covariance import LedoitWolf
-    from sklearn.decomposition import PCA
-
     def ledoit_wolf(x):
         lw = LedoitWolf().fit(x)
         return MixtureDensity.from_covariances([1.0], [lw.location_], [lw.covariance_])
@@ -118,8 +118,6 @@ def candidate_densities(config: "OneClassDetector") -> dict[str, object]:
 def select_density(features: np.ndarray, config: "OneClassDetector") -> tuple[str, "pd.DataFrame"]:
     """The candidate with the highest mean held-out log-likelihood of reals under k-fold cross-validation,
     and the table of every candidate's score (reals only: fakes never choose)."""
-    import pandas as pd
-
     rng = np.random.default_rng(config.random_state)
     folds = np.array_split(rng.permutation(len(features)), config.folds)
     rows = []
@@ -211,7 +209,6 @@ class OneClassDetector(OutlierMixin, BaseEstimator):
         self.n_train_ = len(X)
         warning = diagnose(len(X), X.shape[1], self)
         if warning:
-            import warnings
 
             warnings.warn(warning, DegenerateMixtureWarning, stacklevel=2)
         return self
@@ -296,29 +293,16 @@ class OneClassDetector(OutlierMixin, BaseEstimator):
         det.calibration_real_acc_ = meta.get("calibration_real_acc")
         det.selection_ = None
         if meta.get("selection"):
-            import pandas as pd
 
             det.selection_ = pd.DataFrame(meta["selection"])
         return det
-
-
-def extractor_features(extractor, samples, store, cache_root: Path, max_patches: int | None, progress: bool = True,
-                       protocol=None, memo=None):
-    """Image features of ``samples`` keyed by sample key (cached by weights and protocol). ``protocol``
-    (a :class:`~exifkit.perturb.Protocol`) is applied to the pixels first: None is the raw files."""
-    tag = cache_tag("feature", extractor.config.patch_size, max_patches, protocol)
-    cache = FeatureCache(cache_root, "extractor-" + weights_hash(extractor), tag)
-    feats, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
-                                           transform=protocol, progress=progress, memo=memo)
-    kept = [s for s, o in zip(samples, ok) if o]
-    return {s.key: f for s, f in zip(kept, feats)}, failures, cache
 
 
 def validation_accuracy(detector: OneClassDetector, extractor, fakes, store, cache_root: Path,
                         max_patches: int | None) -> dict:
     """The one-class detector's accuracies on training-side data it never fitted: the reals that set its
     threshold, and generated validation images (for the bundle's guard rail)."""
-    feats, failures, _ = extractor_features(extractor, fakes, store, cache_root, max_patches, progress=False)
+    feats, failures = cached_outputs(extractor, fakes, store, cache_root, max_patches=max_patches, progress=False)
     fake_acc = float((detector.predict(np.stack(list(feats.values()))) == -1).mean()) if feats else None
     return {"real_acc": detector.calibration_real_acc_, "fake_acc": fake_acc,
             "validation_images": detector.n_calibration_ + len(feats),
@@ -341,10 +325,10 @@ def evaluate_oneclass(extractor, splits, store, cache_root: Path, settings: dict
     format-aligned view fits and tests on identically treated images."""
     runs = {}
     for pname, protocol in protocols.items():
-        train, fail_train, _ = extractor_features(extractor, splits.oneclass_train, store, cache_root, max_patches,
-                                                  progress, protocol)
-        test, fail_test, _ = extractor_features(extractor, splits.suite.samples(), store, cache_root, max_patches,
-                                                progress, protocol)
+        train, fail_train = cached_outputs(extractor, splits.oneclass_train, store, cache_root,
+                                           max_patches=max_patches, protocol=protocol, progress=progress)
+        test, fail_test = cached_outputs(extractor, splits.suite.samples(), store, cache_root,
+                                         max_patches=max_patches, protocol=protocol, progress=progress)
         for report in (fail_train, fail_test):
             if report:
                 print(report.to_markdown())
@@ -395,8 +379,6 @@ def describe_runs(runs: dict[tuple[str, str], OneClassRun]) -> list[str]:
 
 def mean_summary(runs_by_extractor: dict[str, dict], columns=("acc", "real_acc", "fake_acc", "ap", "auc")):
     """The mean row of every table, one row per (extractor, setting, protocol)."""
-    import pandas as pd
-
     rows = []
     for name, runs in runs_by_extractor.items():
         for (pname, sname), run in runs.items():
@@ -410,14 +392,10 @@ def component_sweep(extractor, splits, store, cache_root: Path, components, *, m
     """The authors' mixture with each number of ``components`` on the training reals' features (read from
     the cache the evaluation filled): the share of training reals and of *test* reals above the threshold,
     and ROC-AUC over the whole test suite. Shows what memorising the training reals does."""
-    import warnings
-
-    import pandas as pd
-
     config = config or OneClassDetector()
-    train, _, _ = extractor_features(extractor.eval(), splits.oneclass_train, store, cache_root, max_patches, False,
-                                     protocol)
-    test, _, _ = extractor_features(extractor, splits.suite.samples(), store, cache_root, max_patches, False, protocol)
+    options = dict(max_patches=max_patches, protocol=protocol, progress=False)
+    train, _ = cached_outputs(extractor.eval(), splits.oneclass_train, store, cache_root, **options)
+    test, _ = cached_outputs(extractor, splits.suite.samples(), store, cache_root, **options)
     x = np.stack(list(train.values()))
     samples = [s for s in splits.suite.samples() if s.key in test]
     labels = np.array([s.label for s in samples])

@@ -19,16 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .binary import BinaryRuns, from_official, shipped_runs, trained_runs, validation_split
+from .binary import BinaryRuns, from_official, bundled_binary_runs, load_binary_runs, validation_split
 from .checkout import find_root
 from .config import data_store, load_profile
 from .data.suites import Splits, official_inputs
 from .detect import TRAINING_FILES, BundleError, Detector, default_bundle, save_bundle
 from .errors import MissingInputError
+from .features import cached_outputs
 from .model import load_official
 from .model.extractor import Extractor, count_trainable
 from .modelcard import training_budget, write_model_card
-from .oneclass import OneClassDetector, extractor_features, saved_detector, validation_accuracy
+from .oneclass import OneClassDetector, saved_detector, validation_accuracy
 from .pretext import load_pretext
 from .train import trained_checkpoint
 
@@ -96,7 +97,7 @@ def evaluation_inputs(profile, store, results_dir: str | Path, source: str | Pat
 
 
 @dataclass
-class Detectors:
+class DetectorsUnderTest:
     """What the robustness evaluation and the bundle read: an extractor, its one-class detector and the binary runs
     (the main one first, then its ablation), with the splits and store they are tested on."""
     extractor: Extractor
@@ -113,7 +114,7 @@ class Detectors:
         return self.choice is None
 
 
-def trained_detectors(profile, store, results_dir: str | Path, source: str | Path | None = None) -> Detectors:
+def trained_detectors(profile, store, results_dir: str | Path, source: str | Path | None = None) -> DetectorsUnderTest:
     """The detectors the one-class and binary stages fitted or trained in ``results_dir`` (or the bundle's, where its
     binary detectors are evaluated as shipped), on the profile's test suite."""
     out = Path(results_dir)
@@ -122,28 +123,28 @@ def trained_detectors(profile, store, results_dir: str | Path, source: str | Pat
     if not gmm_file.exists():
         raise MissingInputError(f"{gmm_file}: no fitted one-class detector here; fit it first "
                                 "(exifkit.oneclass.evaluate_and_save, or `make reproduce`)")
-    runs = (trained_runs(out, profile.binary_config().alpha, choice.extractor) if choice.trains_binary(profile.name)
-            else shipped_runs(choice.detector))
+    runs = (load_binary_runs(out, profile.binary_config().alpha, choice.extractor) if choice.trains_binary(profile.name)
+            else bundled_binary_runs(choice.detector))
     vocabularies = choice.vocabularies or (choice.detector.meta.get("vocabularies", {}) if choice.from_bundle else {})
-    return Detectors(choice.extractor, OneClassDetector.load(gmm_file), runs, splits, store, vocabularies,
+    return DetectorsUnderTest(choice.extractor, OneClassDetector.load(gmm_file), runs, splits, store, vocabularies,
                      choice.source, choice)
 
 
-def official_detectors(profile, store, results_dir: str | Path) -> Detectors:
+def official_detectors(profile, store, results_dir: str | Path) -> DetectorsUnderTest:
     """The authors' released checkpoints on their 17 test subsets (the ``paper`` profile, no training).
     They released no mixture, so the one-class detector is fitted on their one-class training reals."""
     suite, suite_store, reals, reals_store = official_inputs(store, store.cache_dir / "extracted")
     entry = {e.path: e for e in store.manifest}
     extractor = load_official(store.path(entry["sdaie/checkpoints/backbone/pretrained.pth"])).extractor
     binary = from_official(load_official(store.path(entry["sdaie/checkpoints/bc/pretrained.pth"])))
-    train, _, _ = extractor_features(extractor, reals, reals_store, Path(results_dir) / "feature_cache",
-                                     profile.evaluation.get("eval_max_patches"))
+    train, _ = cached_outputs(extractor, reals, reals_store, Path(results_dir) / "feature_cache",
+                              max_patches=profile.evaluation.get("eval_max_patches"))
     gmm = profile.oneclass_detector().fit(np.stack(list(train.values())))
     runs = BinaryRuns({"released": binary}, {"released": {"threshold": 0.5}})
-    return Detectors(extractor, gmm, runs, Splits(reals, [], suite, ["progan"]), suite_store, {}, "official")
+    return DetectorsUnderTest(extractor, gmm, runs, Splits(reals, [], suite, ["progan"]), suite_store, {}, "official")
 
 
-def ship_bundle(det: Detectors, profile, results_dir: str | Path) -> Path:
+def ship_bundle(det: DetectorsUnderTest, profile, results_dir: str | Path) -> Path:
     """Save ``det`` as ``results_dir/bundle`` with what the guard rails and the model card read: the
     one-class detector's accuracies on training-side validation images, the training budget and the sha256
     of every file the models saw. Released checkpoints ship without any of that (they trained elsewhere)."""

@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from .binary import suite_pairing
 from .data.suites import Sample
+from .features import cached_outputs
 from .metrics import macro_auc, seen_unseen_means
-from .oneclass import extractor_features
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class FeatureSet:
     def groups(self) -> np.ndarray:
         return np.array([s.group for s in self.samples])
 
-    def scores(self, probs: np.ndarray) -> dict[str, float]:
+    def by_key(self, probs: np.ndarray) -> dict[str, float]:
         return {s.key: float(p) for s, p in zip(self.samples, probs)}
 
 
@@ -52,18 +56,14 @@ def feature_set(extractor, samples: list[Sample], store, cache_root: Path, max_p
                 protocol=None, memo=None):
     """(FeatureSet, FailureReport): features of the ``samples`` that load, under ``protocol``, from the cache
     the one-class evaluation fills; those that do not load are left out and reported, as the tables do."""
-    feats, failures, _ = extractor_features(extractor, samples, store, cache_root, max_patches, progress=False,
-                                            protocol=protocol, memo=memo)
+    feats, failures = cached_outputs(extractor, samples, store, cache_root, max_patches=max_patches,
+                                     protocol=protocol, progress=False, memo=memo)
     kept = [s for s in samples if s.key in feats]
     return FeatureSet(kept, np.stack([feats[s.key] for s in kept])), failures
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, strength: float):
     """Standardise, then logistic regression with classes weighted to balance (fakes are the minority)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if len(set(labels.tolist())) < 2:
         raise ValueError("a probe needs real and generated training images")
     return make_pipeline(StandardScaler(), LogisticRegression(C=strength, max_iter=5000, class_weight="balanced")
@@ -94,14 +94,12 @@ def fake_subset(train: FeatureSet, fraction: float, rng: np.random.Generator) ->
 def learning_curve(train: FeatureSet, test: FeatureSet, suite, strength: float, config: ProbeConfig = ProbeConfig()):
     """Seen and unseen mean test AUC of the probe refitted on a share of the training fakes, one row per
     (fraction, repeat): does the probe still gain from more generated images?"""
-    import pandas as pd
-
     rows = []
     for fraction in config.fractions:
         for repeat in range(config.repeats if fraction < 1 else 1):
             keep = fake_subset(train, fraction, np.random.default_rng([config.seed, repeat, int(fraction * 1000)]))
             probe = fit_probe(train.features[keep], train.labels[keep], strength)
-            means = seen_unseen_means(suite, test.scores(probe.predict_proba(test.features)[:, 1]), 0.5)
+            means = seen_unseen_means(suite, test.by_key(probe.predict_proba(test.features)[:, 1]), 0.5)
             row = {"fraction": fraction, "repeat": repeat, "training fakes": int(train.labels[keep].sum())}
             row.update({f"{g} auc": a for g, a in zip(means["generators"], means["mean auc"])})
             rows.append(row)
@@ -113,8 +111,6 @@ def probe_table(extractors: dict, train_samples, validation_samples, suite, stor
     """Per extractor (name -> Extractor): the strength chosen on validation, its validation AUC, and the seen
     and unseen mean test AUC of the probe fitted on every training image, with bootstrap intervals; and the
     learning curves, stacked with an ``extractor`` column."""
-    import pandas as pd
-
     rows, curves = [], []
     test_samples = suite.samples()
     for name, extractor in extractors.items():
@@ -125,7 +121,7 @@ def probe_table(extractors: dict, train_samples, validation_samples, suite, stor
                 print(report.to_markdown())
         strength, by_strength = choose_strength(train, validation, config)
         probe = fit_probe(train.features, train.labels, strength)
-        means = seen_unseen_means(suite, test.scores(probe.predict_proba(test.features)[:, 1]), 0.5,
+        means = seen_unseen_means(suite, test.by_key(probe.predict_proba(test.features)[:, 1]), 0.5,
                                   bootstrap, config.seed)  # only the threshold-free AUC is reported
         row = {"extractor": name, "C": strength, "validation auc": by_strength[strength]}
         for _, m in means.iterrows():

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .data.manifest import DataStore
 from .data.suites import Suite
-from .features import FeatureCache, cache_tag, extract_features, weights_hash
+from .features import cached_outputs
 from .metrics import suite_table
 from .model.extractor import random_extractor
 from .oneclass import OneClassDetector, saved_detector
 from .perturb import Protocol
-
-
-def _scores(extractor, head, model_id: str, protocol: Protocol, suite: Suite, store: DataStore, cache_root: Path,
-            max_patches: int | None, what: str, progress: bool):
-    cache = FeatureCache(cache_root, model_id, cache_tag(what, extractor.config.patch_size, max_patches, protocol))
-    samples = suite.samples()
-    values, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
-                                            transform=protocol, head=head, progress=progress)
-    return {s.key: v for s, v in zip([s for s, o in zip(samples, ok) if o], values)}, failures
 
 
 def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore, cache_root: Path, *,
@@ -32,18 +22,18 @@ def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore
     tables, failures = [], {}
     for protocol in protocols:
         if oneclass is not None:
-            feats, fail = _scores(extractor, None, "extractor-" + weights_hash(extractor),
-                                  protocol, suite, store, cache_root, max_patches, "feature", progress)
-            scores = {k: float(-oneclass.score_samples(np.asarray(v)[None])[0]) for k, v in feats.items()}
+            feats, fail = cached_outputs(extractor, suite.samples(), store, cache_root, max_patches=max_patches,
+                                         protocol=protocol, progress=progress)
+            scores = {k: float(-oneclass.score_samples(v[None])[0]) for k, v in feats.items()}
             t = suite_table(suite, scores, -oneclass.threshold_, bootstrap, seed)
             t.insert(0, "detector", "one-class GMM")  # the name of the column value; any one-class density
             t.insert(0, "protocol", protocol.id)
             tables.append(t)
             failures[(protocol.id, "one-class")] = fail
         if binary is not None:
-            probs, fail = _scores(binary.extractor, binary.fake_probability_of, "binary-" + weights_hash(binary),
-                                  protocol, suite, store, cache_root, max_patches, "pfake", progress)
-            t = suite_table(suite, {k: float(v[0]) for k, v in probs.items()}, binary_threshold, bootstrap, seed)
+            probs, fail = cached_outputs(binary, suite.samples(), store, cache_root, max_patches=max_patches,
+                                         protocol=protocol, progress=progress)
+            t = suite_table(suite, probs, binary_threshold, bootstrap, seed)
             t.insert(0, "detector", "binary")
             t.insert(0, "protocol", protocol.id)
             tables.append(t)
@@ -126,7 +116,7 @@ def ablation_means(long: pd.DataFrame, det, results_dir: Path, setting: str, pro
                    seed: int, max_patches: int | None) -> pd.DataFrame:
     """Mean rows of the main detectors (from ``long``) beside their ablations under ``protocols``: the
     one-class detector on a random extractor (fitted by the one-class evaluation as ``random_SETTING``) and the
-    binary run with alpha = 0 (``det`` is a :class:`exifkit.pipeline.Detectors`)."""
+    binary run with alpha = 0 (``det`` is a :class:`exifkit.pipeline.DetectorsUnderTest`)."""
     cache = Path(results_dir) / "feature_cache"
     random_oc, _ = evaluate_protocols(protocols, det.splits.suite, det.store, cache,
                                       extractor=random_extractor(det.extractor.config, seed),

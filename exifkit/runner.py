@@ -10,6 +10,7 @@ import json
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -127,9 +128,10 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
         if progress:
             print(f"[exifkit] running {src.name} (profile {profile.name})", flush=True)
         try:
-            with bars_disabled():
+            with bars_disabled(), tempfile.TemporaryDirectory(prefix="exifkit-kernel-") as sockets:
                 pm.execute_notebook(str(staged), str(executed), parameters=params, kernel_name=kernel,
-                                    cwd=str(root), progress_bar=False, log_output=False)
+                                    cwd=str(root), progress_bar=False, log_output=False,
+                                    km=_local_kernel(kernel, Path(sockets)))
             result.records.append(RunRecord(src.stem, executed, time.perf_counter() - t0))
         except Exception as exc:  # papermill raises its own error type; keep the cause readable
             message = _failure_message(src.stem, exc, executed)
@@ -145,6 +147,14 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
     if failure:
         raise failure
     return result
+
+
+def _local_kernel(name: str, sockets: Path):
+    """A kernel manager talking over local sockets in ``sockets``: the kernel never listens on TCP (which
+    every notebook would warn about, as anyone on the machine could connect to it)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    return AsyncKernelManager(kernel_name=name, transport="ipc", ip=str(sockets / "kernel"))
 
 
 def _device_description() -> str:

@@ -29,18 +29,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .binary import (aligned_validation, fake_probabilities, load_binary, load_training_images, train_binary,
+from .binary import (aligned_validation, load_binary, load_training_images, train_binary,
                      validation_split)
 from .data.suites import camera_entries, split_indices
 from .detect import Detector, default_bundle
 from .errors import SettingError
 from .exif.read import read_many
 from .exif.schema import LabelConfig, TAGS
-from .features import PixelMemo
+from .features import PixelMemo, cached_outputs
 from .loglinear import __doc__ as assumptions, fit_table
 from .metrics import paired_difference, seen_unseen_means, suite_table
 from .model.heads import head_sizes
-from .oneclass import extractor_features
 from .perturb import load_protocols
 from .pretext import (LossMonitor, PhotoSet, PretextModel, image_outputs, load_photos, load_pretext, majority_classes,
                       tag_scores, train_pretext)
@@ -307,15 +306,16 @@ class Evaluator:
                                         self.memo)[0]
                             for s in (*self.probe_sets, self.splits.suite.samples()))
         strength, _ = choose_strength(train, val)
-        out["probe"] = test.scores(fit_probe(train.features, train.labels, strength).predict_proba(test.features)[:, 1])
-        reals, _, _ = extractor_features(ext, self.splits.oneclass_train, self.store, self.cache_root,
-                                         cfg.eval_max_patches, progress=False, protocol=self.protocol, memo=self.memo)
+        out["probe"] = test.by_key(fit_probe(train.features, train.labels, strength).predict_proba(test.features)[:, 1])
+        reals, _ = cached_outputs(ext, self.splits.oneclass_train, self.store, self.cache_root,
+                                  max_patches=cfg.eval_max_patches, protocol=self.protocol, progress=False,
+                                  memo=self.memo)
         det = self.profile.oneclass_detector(**cfg.oneclass).fit(np.stack(list(reals.values())))
         keys = [s.key for s in test.samples]
         out["oneclass"] = dict(zip(keys, (-det.score_samples(test.features)).tolist()))
         return out
 
-    def score(self, out: dict, train_labels, reference: dict | None) -> list[dict]:
+    def metric_rows(self, out: dict, train_labels, reference: dict | None) -> list[dict]:
         """Long rows (metric, value, interval, and the paired difference from ``reference``'s outputs)."""
         cfg, rows = self.config, []
         majority = majority_classes(train_labels)
@@ -410,7 +410,7 @@ def evaluate_run(evaluator: Evaluator, folder: Path, model, train_labels, refere
     path = Path(folder) / "evaluation.csv"
     if path.exists():
         return pd.read_csv(path)
-    rows = evaluator.score(outputs or evaluator.outputs(model), train_labels, reference)
+    rows = evaluator.metric_rows(outputs or evaluator.outputs(model), train_labels, reference)
     frame = pd.DataFrame([{**meta, **r} for r in rows])
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
@@ -461,14 +461,15 @@ def fake_axis(profile, config: ScalingConfig, extractor, splits, store, out: Pat
     for fraction, mask in masks.items():
         strength, _ = choose_strength(_subset(train, mask), val)
         probe = fit_probe(train.features[mask], train.labels[mask], strength)
-        scores = {"probe": test.scores(probe.predict_proba(test.features)[:, 1])}
+        scores = {"probe": test.by_key(probe.predict_proba(test.features)[:, 1])}
         folder = Path(out) / "fake_axis" / f"fakes={fraction:g}"
         kept = np.flatnonzero(mask)
         result = train_binary(bcfg, extractor, [images[i] for i in kept], labels[kept], folder, resume=True,
                               progress=progress, validation=held)
         model = load_binary(trained_checkpoint(folder), bcfg.extractor)
-        scores["binary"], _ = fake_probabilities(model, test_samples, store, ev.cache_root, config.eval_max_patches,
-                                                 progress=False, protocol=ev.protocol, memo=ev.memo)
+        scores["binary"], _ = cached_outputs(model, test_samples, store, ev.cache_root,
+                                             max_patches=config.eval_max_patches, protocol=ev.protocol,
+                                             progress=False, memo=ev.memo)
         for detector, sc in scores.items():
             means = seen_unseen_means(suite, sc, 0.5, config.bootstrap, profile.seed, columns=("auc",))
             for _, m in means.iterrows():

@@ -72,9 +72,9 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from exifkit.binary import (evaluate_runs, fake_probabilities, from_official, seen_unseen_summary, shipped_runs,
-                            train_runs)
+from exifkit.binary import evaluate_runs, from_official, seen_unseen_summary, bundled_binary_runs, train_binary_runs
 from exifkit.config import data_store, load_profile
+from exifkit.features import cached_outputs
 from exifkit.pipeline import evaluation_inputs
 from exifkit.metrics import paired_difference, suite_table
 from exifkit.model import load_official
@@ -106,8 +106,8 @@ display(splits.composition().query("set != 'one-class training'"))
 # and their validation thresholds are read from the bundle.
 
 # %%
-runs = (train_runs(config, choice.extractor, splits, store, out, resume=resume, protocol=aligned) if train_here
-        else shipped_runs(choice.detector))
+runs = (train_binary_runs(config, choice.extractor, splits, store, out, resume=resume, protocol=aligned) if train_here
+        else bundled_binary_runs(choice.detector))
 tables, scores = evaluate_runs(runs, splits.suite, store, out / "feature_cache", protocols,
                                max_patches=config.eval_max_patches, bootstrap=bootstrap, seed=seed,
                                tables_dir=out / "tables")
@@ -240,8 +240,8 @@ display(gap.sort_values("raw - aligned", ascending=False).round(3))
 # %%
 if official_checkpoint:
     official = from_official(load_official(official_checkpoint))
-    probs, _ = fake_probabilities(official, splits.suite.samples(), store, out / "feature_cache",
-                                  config.eval_max_patches)
+    probs, _ = cached_outputs(official, splits.suite.samples(), store, out / "feature_cache",
+                              max_patches=config.eval_max_patches)
     official_table = suite_table(splits.suite, probs, 0.5, prof.evaluation.get("bootstrap", 0), seed)
     save_table(official_table.round(4), out / "tables", "binary_official_checkpoint")
     display(official_table.round(3))

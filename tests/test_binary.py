@@ -262,10 +262,10 @@ def test_validation_pairs_fakes_with_the_reals_a_test_suite_gives_them():
 
 
 def test_a_study_trains_the_ablation_once_when_alpha_is_already_zero(tmp_path):
-    from exifkit.binary import run_names, trained_runs
+    from exifkit.binary import run_names, load_binary_runs
     from exifkit.errors import MissingInputError
 
     assert run_names(0.05) == ["alpha=0.05", "alpha=0"]
     assert run_names(0.0) == ["alpha=0"]
     with pytest.raises(MissingInputError, match="alpha=0.05: no trained binary run with its threshold here"):
-        trained_runs(tmp_path, 0.05, Extractor(TINY))
+        load_binary_runs(tmp_path, 0.05, Extractor(TINY))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from exifkit.binary import BinaryConfig, fake_probabilities, load_binary, load_training_images, train_binary
+from exifkit.binary import BinaryConfig, load_binary, load_training_images, train_binary
 from exifkit.config import load_profile
 from exifkit.exif.read import read_many
 from exifkit.metrics import suite_table
 from exifkit.model.extractor import ExtractorConfig
-from exifkit.oneclass import OneClassDetector, extractor_features
+from exifkit.features import cached_outputs
+from exifkit.oneclass import OneClassDetector
 from exifkit.pretext import PretextConfig, load_photos, load_pretext, train_pretext
 
 TINY = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
@@ -27,16 +28,17 @@ def _pipeline(out, root, demo_store):
     pre = train_pretext(PretextConfig(extractor=TINY, steps=3, batch_pairs=2, n_patches=4, seed=5, device="cpu",
                                       checkpoint_every=3), photos, out / "pretext", progress=False)
     extractor = load_pretext(pre.checkpoint)[0].extractor
-    train, _, _ = extractor_features(extractor, splits.oneclass_train[:20], demo_store, out / "cache", 8, progress=False)
-    test, _, _ = extractor_features(extractor, suite.samples(), demo_store, out / "cache", 8, progress=False)
+    train, _ = cached_outputs(extractor, splits.oneclass_train[:20], demo_store, out / "cache", max_patches=8,
+                              progress=False)
+    test, _ = cached_outputs(extractor, suite.samples(), demo_store, out / "cache", max_patches=8, progress=False)
     gmm = OneClassDetector(n_components=2).fit(np.stack(list(train.values())))
     scores = {k: float(-gmm.score_samples(v[None])[0]) for k, v in test.items()}
     suite_table(suite, scores, -gmm.threshold_, bootstrap=20, seed=1).to_csv(out / "oneclass.csv", index=False)
     images, labels, _ = load_training_images(splits.binary_train[::10], demo_store)
     cfg = BinaryConfig(extractor=TINY, steps=3, batch_images=4, n_patches=4, device="cpu", seed=5)
     res = train_binary(cfg, extractor, images, labels, out / "binary", progress=False)
-    probs, _ = fake_probabilities(load_binary(res.checkpoint, TINY), suite.samples(), demo_store,
-                                  out / "cache", 8, progress=False)
+    probs, _ = cached_outputs(load_binary(res.checkpoint, TINY), suite.samples(), demo_store, out / "cache",
+                              max_patches=8, progress=False)
     suite_table(suite, probs, 0.5, bootstrap=20, seed=1).to_csv(out / "binary.csv", index=False)
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from exifkit.features import FeatureCache, extract_features, weights_hash
+from exifkit.features import cached_outputs, extract_features
 from exifkit.model import Extractor, ExtractorConfig
 
 TINY = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
@@ -15,10 +15,7 @@ def _samples(demo_store, n=6):
     return [Sample(e, 0, "camera") for e in cams]
 
 
-def test_cache_is_reused_and_invalidated_by_new_weights(tmp_path, demo_store):
-    samples = _samples(demo_store)
-    torch.manual_seed(0)
-    model = Extractor(TINY).eval()
+def _counting(model):
     calls = []  # images through the Transformer
     original = model.aggregate
 
@@ -27,21 +24,52 @@ def test_cache_is_reused_and_invalidated_by_new_weights(tmp_path, demo_store):
         return original(tokens)
 
     model.aggregate = counting
-    cache = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
-    first, ok, failures = extract_features(model, samples, demo_store, max_patches=8, cache=cache,
-                                           progress=False)
-    assert ok.all() and not failures and first.shape == (6, TINY.feature_dim) and sum(calls) == 6
-    again = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
-    second, _, _ = extract_features(model, samples, demo_store, max_patches=8, cache=again,
-                                    progress=False)
-    assert sum(calls) == 6 and again.hits == 6  # nothing recomputed
-    np.testing.assert_array_equal(first, second)
+    return calls
+
+
+def test_cache_is_reused_and_invalidated_by_new_weights(tmp_path, demo_store):
+    samples = _samples(demo_store)
+    torch.manual_seed(0)
+    model = Extractor(TINY).eval()
+    calls = _counting(model)
+    first, failures = cached_outputs(model, samples, demo_store, tmp_path, max_patches=8, progress=False)
+    assert not failures and list(first) == [s.key for s in samples] and sum(calls) == 6
+    assert all(v.shape == (TINY.feature_dim,) for v in first.values())
+    second, _ = cached_outputs(model, samples, demo_store, tmp_path, max_patches=8, progress=False)
+    assert sum(calls) == 6  # nothing recomputed
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
     with torch.no_grad():
         model.stem.conv.bias[0] += 1.0  # new weights (one channel: LayerNorm ignores a shift of all)
-    fresh = FeatureCache(tmp_path, weights_hash(model), "grid16 cap8")
-    third, _, _ = extract_features(model, samples, demo_store, max_patches=8, cache=fresh,
-                                   progress=False)
-    assert fresh.hits == 0 and sum(calls) == 12 and not np.allclose(first, third)
+    third, _ = cached_outputs(model, samples, demo_store, tmp_path, max_patches=8, progress=False)
+    assert sum(calls) == 12 and not np.allclose(first[samples[0].key], third[samples[0].key])
+
+
+def test_one_key_scheme_for_every_consumer(tmp_path, demo_store):
+    """Notebooks 03/04 read raw files with protocol None and the robustness tables with the "raw" protocol:
+    the same pixels, so one entry; a protocol with a step, another patch cap, or the binary detector's
+    P(fake) each get their own."""
+    from exifkit.binary import BinaryModel
+    from exifkit.perturb import load_protocols
+
+    samples, protocols = _samples(demo_store, 3), load_protocols()
+    torch.manual_seed(0)
+    model = Extractor(TINY).eval()
+    calls = _counting(model)
+    cached_outputs(model, samples, demo_store, tmp_path, max_patches=8, progress=False)
+    cached_outputs(model, samples, demo_store, tmp_path, max_patches=8, protocol=protocols["raw"], progress=False)
+    assert sum(calls) == 3
+    cached_outputs(model, samples, demo_store, tmp_path, max_patches=8, protocol=protocols["jpeg70"],
+                   progress=False)
+    cached_outputs(model, samples, demo_store, tmp_path, max_patches=4, progress=False)
+    assert sum(calls) == 9
+    binary = BinaryModel(TINY).eval()
+    probs, _ = cached_outputs(binary, samples, demo_store, tmp_path, max_patches=8, progress=False)
+    assert all(isinstance(p, float) and 0 < p < 1 for p in probs.values())
+    again, _ = cached_outputs(binary, samples, demo_store, tmp_path, max_patches=8, progress=False)
+    assert again == probs
+    tags = sorted(p.read_text().split(" v1 ")[0] for p in tmp_path.glob("*/*/protocol.txt"))
+    assert tags == ["feature grid16 cap4", "feature grid16 cap8", "feature grid16 cap8", "pfake grid16 cap8"]
 
 
 def test_batched_features_equal_one_image_at_a_time_and_the_reference_mode(demo_store):
@@ -84,19 +112,6 @@ def test_folder_features_equal_manifest_features_and_report_bad_files(tmp_path, 
                                           progress=False)
     assert ok.tolist() == [True, True, False, True] and "empty.png" in failures.to_markdown()
     np.testing.assert_allclose(feats, expected, atol=1e-5)
-
-
-def test_the_raw_protocol_and_no_protocol_share_one_cache_entry():
-    """Notebooks 03/04 read raw files with protocol None and notebook 05 with the "raw" protocol: the same
-    pixels, so one cache entry; any protocol with a step gets its own."""
-    from exifkit.features import cache_tag
-    from exifkit.perturb import load_protocols
-
-    protocols = load_protocols()
-    assert cache_tag("feature", 64, 16, None) == cache_tag("feature", 64, 16, protocols["raw"])
-    tags = {cache_tag("feature", 64, 16, p) for p in protocols.values()}
-    assert len(tags) == len(protocols)
-    assert cache_tag("pfake", 64, 16) != cache_tag("feature", 64, 16) != cache_tag("feature", 64, 64)
 
 
 def test_a_pixel_memo_decodes_each_image_once_for_many_extractors_and_changes_no_feature(demo_store, monkeypatch):

@@ -40,6 +40,24 @@ def test_auc_matches_scikit_learn_with_ties_and_needs_both_classes():
         metrics.roc_auc([1, 1], [0.2, 0.3])
 
 
+def test_average_precision_and_tpr_at_fpr_match_scikit_learn_with_ties():
+    from sklearn.metrics import average_precision_score, roc_curve
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 40, 300):
+        for levels in (3, 8, 10**6):  # many ties, few, none
+            labels = rng.integers(0, 2, n)
+            labels[:2] = (0, 1)
+            scores = rng.integers(0, levels, n) / levels
+            assert metrics.ap_fake_positive(labels, scores) == pytest.approx(average_precision_score(labels, scores),
+                                                                             abs=1e-12)
+            assert metrics.ap_real_positive(labels, scores) == pytest.approx(
+                average_precision_score(1 - labels, -scores), abs=1e-12)
+            f, t, _ = roc_curve(labels, scores)
+            for fpr in (0.0, 0.05, 0.3):
+                assert metrics.tpr_at_fpr(labels, scores, fpr) == float(t[f <= fpr].max())
+
+
 def test_summary_computes_only_the_metrics_asked_for():
     s = metrics.summarize(LABELS, SCORES, 0.5, bootstrap=50, seed=1, columns=("auc",))
     assert set(s.values) == set(s.intervals) == {"auc"}

@@ -168,8 +168,8 @@ def test_component_sweep_shows_the_memorising_mixture_on_reals_it_did_not_fit(mo
     rng = np.random.default_rng(0)
     reals, fakes = _low_rank_reals(140), rng.normal(size=(20, 60)) * 5
     splits, feats = _split_of(reals, fakes)
-    monkeypatch.setattr(oneclass, "extractor_features",
-                        lambda extractor, samples, *a, **k: ({s.key: feats[s.key] for s in samples}, [], None))
+    monkeypatch.setattr(oneclass, "cached_outputs",
+                        lambda extractor, samples, *a, **k: ({s.key: feats[s.key] for s in samples}, []))
     extractor = type("E", (), {"eval": lambda self: self})()
     table = oneclass.component_sweep(extractor, splits, None, None, (1, 5), max_patches=None)
     assert list(table["components"]) == [1, 5]

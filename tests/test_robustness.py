@@ -41,15 +41,15 @@ class StubDensity:
 
 @pytest.fixture
 def known_scores(monkeypatch):
-    def scores(extractor, head, model_id, protocol, suite, store, cache_root, max_patches, what, progress):
-        source = LOGLIK if what == "feature" else PFAKE
-        return {k: np.array([v]) for k, v in source.items()}, FailureReport()
+    def scores(network, samples, store, cache_root, **options):
+        if isinstance(network, Extractor):  # features: one number, the log-likelihood
+            return {k: np.array([v]) for k, v in LOGLIK.items()}, FailureReport()
+        return dict(PFAKE), FailureReport()
 
-    monkeypatch.setattr(robustness, "_scores", scores)
+    monkeypatch.setattr(robustness, "cached_outputs", scores)
 
 
 def test_both_detectors_under_each_protocol_from_hand_worked_scores(known_scores, tmp_path, monkeypatch):
-    monkeypatch.setattr(robustness, "weights_hash", lambda model: "stub")
     binary = SimpleNamespace(extractor=Extractor(TINY), fake_probability_of=None)
     long, failures = robustness.evaluate_protocols(
         [SimpleNamespace(id="raw"), SimpleNamespace(id="jpeg90")], SUITE, store=None, cache_root=tmp_path,
@@ -86,7 +86,6 @@ def test_pivot_puts_generators_down_and_protocols_across_in_run_order():
 
 @pytest.fixture
 def long_table(known_scores, tmp_path, monkeypatch):
-    monkeypatch.setattr(robustness, "weights_hash", lambda model: "stub")
     binary = SimpleNamespace(extractor=Extractor(TINY), fake_probability_of=None)
     ids = [SimpleNamespace(id=p) for p in ("raw", "aligned_jpeg95", "jpeg90")]
     long, _ = robustness.evaluate_protocols(ids, SUITE, store=None, cache_root=tmp_path, extractor=Extractor(TINY),

@@ -111,7 +111,7 @@ def test_failure_names_notebook_and_cell_and_keeps_earlier_results(root, tmp_pat
 
 
 @pytest.mark.slow
-def test_a_partial_rerun_is_appended_to_the_provenance(root, tmp_path):
+def test_a_partial_rerun_is_appended_to_the_provenance(root, tmp_path, capfd):
     fake = _fake_checkout(root, tmp_path, "y = 3")
     profile = load_profile("demo", root=fake)
     profile = dataclasses.replace(profile, notebooks=["00_ok", "01_broken", "02_never"])
@@ -124,6 +124,9 @@ def test_a_partial_rerun_is_appended_to_the_provenance(root, tmp_path):
     assert prov["reruns"][0]["parameters"]["why"] == "fixed a cell"
     run_notebooks(profile, output_dir=out, progress=False)  # a full run starts a fresh record
     assert "reruns" not in json.loads((out / "provenance.json").read_text())
+    # the kernels talk over local sockets: no "running over TCP without encryption" warning, nothing left behind
+    assert "WARNING" not in capfd.readouterr().err
+    assert not list(fake.glob("kernel*"))
 
 
 def test_executed_notebooks_get_no_progress_bars_and_the_setting_is_restored(monkeypatch):
