@@ -84,13 +84,16 @@ def machine() -> dict:
 
 def run(name: str, workload: Callable[[str, str, argparse.Namespace], dict], metrics: dict[str, str],
         add_arguments: Callable[[argparse.ArgumentParser], None] | None = None, argv=None,
-        modes: tuple[str, str] = MODES, compare: Callable[[dict], dict] | None = None) -> dict:
+        modes: tuple[str, str] = MODES, compare: Callable[[dict], dict] | None = None,
+        smoke: dict | None = None) -> dict:
     """The entry point of a benchmark script.
 
     ``workload(mode, device, args)`` returns numbers keyed like ``metrics`` (name -> unit, bigger is
     better unless the unit is MiB). The parent runs it per device and mode in child processes; the
     ratio column is the second mode over the first (fast / reference unless a script names others).
-    ``compare(results of one device)`` may add a script's own verdicts to the report."""
+    ``compare(results of one device)`` may add a script's own verdicts to the report. ``--smoke`` runs
+    every measurement once, untimed warm-up skipped, on the script's ``smoke`` settings: a check that the
+    script still works (the test suite runs it), not a measurement."""
     parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or name).strip().splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="time per measurement (default 8)")
     parser.add_argument("--repeats", type=int, default=3, help="at least this many timed calls (default 3)")
@@ -99,9 +102,13 @@ def run(name: str, workload: Callable[[str, str, argparse.Namespace], dict], met
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="where the JSON goes")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "DEVICE"), help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="one quick pass on tiny settings: does it run?")
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        for key, value in {"seconds": 0, "repeats": 1, "warmup": 0, **(smoke or {})}.items():
+            setattr(args, key, value)
     if args.child:
         from exifkit.runtime import keep_freed_memory
 

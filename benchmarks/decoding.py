@@ -47,4 +47,5 @@ def workload(mode: str, device: str, args) -> dict:
 
 
 if __name__ == "__main__":
-    run("decoding", workload, {"files_per_s": "file/s", "megapixels_per_s": "MP/s", "files": "files"}, add_arguments)
+    run("decoding", workload, {"files_per_s": "file/s", "megapixels_per_s": "MP/s", "files": "files"}, add_arguments,
+        smoke={"files": 10})

@@ -51,4 +51,4 @@ def workload(mode: str, device: str, args) -> dict:
 
 if __name__ == "__main__":
     run("detect_kernel", workload, {"files_per_s": "file/s", "large_photos_per_s": "photo/s", "files": "files"},
-        add_arguments, modes=MODES)
+        add_arguments, modes=MODES, smoke={"files": 4, "megapixels": 0.5})

@@ -63,4 +63,4 @@ def workload(mode: str, device: str, args) -> dict:
 if __name__ == "__main__":
     run("extractor_inference", workload, {"images_per_s_16_patches": "img/s", "full_size_patches_per_s": "patch/s",
                                           "full_size_images_per_s": "img/s", "patches_per_full_size_image": "patches"},
-        add_arguments)
+        add_arguments, smoke={"images": 2, "full_size": 1})

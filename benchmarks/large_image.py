@@ -63,4 +63,4 @@ if __name__ == "__main__":
     sys.argv[1:1] = [] if "--modes" in sys.argv else ["--modes", "fast"]
     run("large_image", workload, {"seconds": "s (lower is better)", "patches_per_s": "patch/s", "patches": "patches",
                                   "megapixels": "MP", "peak_rss_before_mb": "MiB (before the evaluation)"},
-        add_arguments)
+        add_arguments, smoke={"width": 640, "height": 448})

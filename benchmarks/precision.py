@@ -88,4 +88,5 @@ def compare_curves(by_mode: dict) -> dict:
 
 if __name__ == "__main__":
     run("precision", workload, {"pretext_pairs_per_s": "pair/s", "binary_images_per_s": "img/s"}, add_arguments,
-        modes=PRECISIONS, compare=compare_curves)
+        modes=PRECISIONS, compare=compare_curves,
+        smoke={"pairs": 1, "binary_images": 2, "curve_steps": 4, "curve_pairs": 1})

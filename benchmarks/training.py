@@ -77,4 +77,5 @@ def workload(mode: str, device: str, args, precision: str = "fp32") -> dict:
 
 
 if __name__ == "__main__":
-    run("training", workload, {"pretext_pairs_per_s": "pair/s", "binary_images_per_s": "img/s"}, add_arguments)
+    run("training", workload, {"pretext_pairs_per_s": "pair/s", "binary_images_per_s": "img/s"}, add_arguments,
+        smoke={"pairs": 1, "binary_images": 2})

@@ -97,6 +97,10 @@ def tpr_at_fpr(labels, scores, fpr: float = 0.05) -> float:
     if labels.all() or not labels.any():
         f, t, _ = roc_curve(labels, scores)  # scikit-learn's warning and value
         return float(t[f <= fpr].max())
+    return _tpr_at_fpr(labels, scores, fpr)
+
+
+def _tpr_at_fpr(labels, scores, fpr: float) -> float:
     tps, fps = _curve(labels, scores)
     if len(tps) > 2:  # the corners scikit-learn's ROC keeps (drop_intermediate), so the value is its value
         keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
@@ -137,23 +141,44 @@ METRICS = {"acc": lambda lab, sc, t: accuracy(lab, sc, t),
            "tpr@5%fpr": lambda lab, sc, t: tpr_at_fpr(lab, sc)}
 
 
+def _bootstrap_draws(labels, threshold: float, resampled: np.ndarray, columns) -> dict[str, np.ndarray]:
+    """Every column over the rows of ``resampled`` (draws x images, reals first, then fakes): the
+    accuracies and the rank-sum AUC for all draws at once, the two curves draw by draw without input
+    checks (equal to the metrics above on each draw, tested)."""
+    n_real = int((labels == 0).sum())
+    fake = resampled > threshold
+    out = {}
+    for c in columns:
+        if c == "acc":
+            out[c] = np.r_[~fake[:, :n_real].T, fake[:, n_real:].T].mean(axis=0)
+        elif c == "real_acc":
+            out[c] = (~fake[:, :n_real]).mean(axis=1) if n_real else np.full(len(resampled), np.nan)
+        elif c == "fake_acc":
+            out[c] = fake[:, n_real:].mean(axis=1) if n_real < labels.size else np.full(len(resampled), np.nan)
+        elif c == "auc":
+            n_fake = labels.size - n_real
+            ranks = rankdata(resampled, axis=1)[:, n_real:].sum(axis=1)
+            out[c] = (ranks - n_fake * (n_fake + 1) / 2) / (n_fake * n_real)
+        else:
+            ordered = np.r_[np.zeros(n_real, int), np.ones(labels.size - n_real, int)]
+            one = {"ap": lambda row: _average_precision(ordered, row),
+                   "ap_real_positive": lambda row: _average_precision(1 - ordered, -row),
+                   "tpr@5%fpr": lambda row: _tpr_at_fpr(ordered, row, 0.05)}[c]
+            out[c] = np.array([one(row) for row in resampled])
+    return out
+
+
 def summarize(labels, scores, threshold: float, bootstrap: int = 0, seed: int = 0, columns=tuple(METRICS)) -> Summary:
     """The named metrics, with percentile bootstrap 95 % intervals (resampling reals and fakes separately)."""
     labels, scores = _check(labels, scores)
-
-    def compute(lab, sc):
-        return {c: METRICS[c](lab, sc, threshold) for c in columns}
-
-    values = compute(labels, scores)
+    values = {c: METRICS[c](labels, scores, threshold) for c in columns}
     if not bootstrap:
         return Summary(values, {})
     rng = np.random.default_rng(seed)
     real_idx, fake_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    draws = []
-    for _ in range(bootstrap):
-        idx = np.concatenate([rng.choice(real_idx, len(real_idx)), rng.choice(fake_idx, len(fake_idx))])
-        draws.append(compute(labels[idx], scores[idx]))
-    arrays = {k: np.array([d[k] for d in draws]) for k in values}
+    resampled = np.stack([scores[np.concatenate([rng.choice(real_idx, len(real_idx)),
+                                                  rng.choice(fake_idx, len(fake_idx))])] for _ in range(bootstrap)])
+    arrays = _bootstrap_draws(labels, threshold, resampled, columns)
     return Summary(values, {k: _interval(a) for k, a in arrays.items()}, arrays)
 
 

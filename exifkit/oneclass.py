@@ -209,7 +209,6 @@ class OneClassDetector(OutlierMixin, BaseEstimator):
         self.n_train_ = len(X)
         warning = diagnose(len(X), X.shape[1], self)
         if warning:
-
             warnings.warn(warning, DegenerateMixtureWarning, stacklevel=2)
         return self
 

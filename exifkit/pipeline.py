@@ -1,6 +1,8 @@
-"""The stages that turn trained runs into what a profile ships, each with explicit inputs and outputs,
-callable from Python and from the command line (``exifkit bundle build``):
+"""The stages from a profile's data to what it ships, each with explicit inputs and outputs, callable
+from Python and from the command line (``exifkit pretext train``, ``binary train``, ``bundle build``):
 
+- :func:`train_pretext_stage` / :func:`train_binary_stage`: a profile's pretext run and binary run, from
+  its own images or from packed shards, into the folders the later stages read;
 - :func:`choose_extractor` / :func:`evaluation_inputs`: which extractor an evaluation reads (a profile's
   own pretext run or a bundle's) and the test splits without the files its models trained on;
 - :func:`trained_detectors` / :func:`official_detectors`: the fitted one-class detector and the binary
@@ -19,19 +21,98 @@ from pathlib import Path
 
 import numpy as np
 
-from .binary import BinaryRuns, from_official, bundled_binary_runs, load_binary_runs, validation_split
+import pandas as pd
+
+from .binary import (BinaryRuns, BinaryTrainResult, aligned_validation, bundled_binary_runs, from_official,
+                     load_binary, load_binary_runs, train_binary, training_data, validation_split)
 from .checkout import find_root
 from .config import data_store, load_profile
+from .data.images import FailureReport
+from .data.shards import Shards
 from .data.suites import Splits, official_inputs
-from .detect import TRAINING_FILES, BundleError, Detector, default_bundle, save_bundle
-from .errors import MissingInputError
+from .bundle import TRAINING_FILES, BundleError, default_bundle, save_bundle
+from .detect import Detector
+from .errors import MissingInputError, SettingError
+from .exif.read import read_many
+from .exif.schema import LabelConfig
 from .features import cached_outputs
 from .model import load_official
 from .model.extractor import Extractor, count_trainable
 from .modelcard import training_budget, write_model_card
 from .oneclass import OneClassDetector, saved_detector, validation_accuracy
-from .pretext import load_pretext
+from .pretext import TrainResult, load_pretext, run_pretext, train_pretext
 from .train import trained_checkpoint
+
+
+@dataclass
+class PretextStage:
+    result: TrainResult
+    heldout: pd.DataFrame | None  # per-tag scores on held-out photos; None when streamed or on a rank > 0
+    failures: list[FailureReport]  # photos that could not be read, training and held-out
+
+
+def train_pretext_stage(profile, out: str | Path | None = None, *, data: str | Path | None = None, mirrors=(),
+                        resume: bool = False, progress: bool = True, **overrides) -> PretextStage:
+    """The profile's pretext run in ``out`` (default ``results/<profile>/pretext``), ``overrides`` applied to
+    its config: from packed shards when ``data`` is given (the profiles that stream require it), else from
+    its camera photos, split by file, with the held-out table."""
+    config = profile.pretext_config(**overrides)
+    out = Path(out) if out else profile.results_dir() / "pretext"
+    if config.streaming and data is None:
+        raise SettingError(f"the {profile.name} profile trains from packed shards: `exifkit data pack PHOTOS --out "
+                           "SHARDS`, then add --data SHARDS")
+    if data is not None:
+        return PretextStage(train_pretext(config, Shards.open(data), out, resume=resume, progress=progress), None, [])
+    store = data_store(profile, mirrors=mirrors)
+    paths = [store.path(e) for e in store.manifest if e.kind == "camera"]
+    labels = LabelConfig()
+    labels.max_classes.update(profile.exif_max_classes)
+    result, table, train, heldout = run_pretext(paths, read_many(paths), config, out, labels, resume=resume,
+                                                progress=progress)
+    return PretextStage(result, table, [train.failures, heldout.failures])
+
+
+def binary_run_folder(results: Path, config, profile) -> Path:
+    """``results/binary/alpha=A``, the folder the evaluation stages read; another seed's run goes beside it
+    (``alpha=A,seed=S``), so measuring the spread over seeds never overwrites the profile's run."""
+    name = f"alpha={config.alpha:g}"
+    return results / "binary" / (name if config.seed == profile.seed else f"{name},seed={config.seed}")
+
+
+@dataclass
+class BinaryStage:
+    result: BinaryTrainResult
+    training_images: int | None  # None when streamed
+    validation_images: int
+    failures: list[FailureReport]
+
+
+def train_binary_stage(profile, out: str | Path | None = None, *, pretext: str | Path | None = None,
+                       data: str | Path | None = None, mirrors=(), resume: bool = False, progress: bool = True,
+                       **overrides) -> BinaryStage:
+    """One binary run of the profile against the frozen extractor ``pretext`` (a pretext run or bundle
+    folder; default the profile's own pretext run) into ``out`` (default :func:`binary_run_folder`): from a
+    packed real/fake set when ``data`` is given, else from the profile's training images, keeping the
+    validated step on the format-aligned validation images."""
+    config = profile.binary_config(**overrides)
+    if config.streaming and data is None:
+        raise SettingError(f"the {profile.name} profile trains from a packed real/fake set: `exifkit data pack SET "
+                           "--binary --out SHARDS`, then add --data SHARDS")
+    results = profile.results_dir()
+    frozen = choose_extractor(pretext or "pretext", results, profile.root).extractor
+    if frozen.config != config.extractor:
+        raise SettingError(f"the extractor of {pretext or results / 'pretext'} is not the {profile.name} "
+                           "profile's architecture")
+    out = Path(out) if out else binary_run_folder(results, config, profile)
+    if data is not None:
+        return BinaryStage(train_binary(config, frozen, Shards.open(data), None, out, resume=resume,
+                                        progress=progress), None, 0, [])
+    store = data_store(profile, mirrors=mirrors)
+    images, labels, failures, validation = training_data(config, profile.splits(store.manifest), store)
+    held, held_failures = aligned_validation(config, validation, store)
+    result = train_binary(config, frozen, images, labels, out, resume=resume, progress=progress, validation=held)
+    load_binary(result.checkpoint, config.extractor)  # the file loads back
+    return BinaryStage(result, len(images), len(validation), [failures, held_failures])
 
 
 @dataclass

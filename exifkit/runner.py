@@ -131,7 +131,7 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
             with bars_disabled(), tempfile.TemporaryDirectory(prefix="exifkit-kernel-") as sockets:
                 pm.execute_notebook(str(staged), str(executed), parameters=params, kernel_name=kernel,
                                     cwd=str(root), progress_bar=False, log_output=False,
-                                    km=_local_kernel(kernel, Path(sockets)))
+                                    kernel_manager_class=_local_kernels(Path(sockets)))
             result.records.append(RunRecord(src.stem, executed, time.perf_counter() - t0))
         except Exception as exc:  # papermill raises its own error type; keep the cause readable
             message = _failure_message(src.stem, exc, executed)
@@ -149,12 +149,23 @@ def run_notebooks(profile: Profile, names=(), output_dir: Path | None = None,
     return result
 
 
-def _local_kernel(name: str, sockets: Path):
-    """A kernel manager talking over local sockets in ``sockets``: the kernel never listens on TCP (which
-    every notebook would warn about, as anyone on the machine could connect to it)."""
+def _local_kernels(sockets: Path):
+    """Kernel managers whose kernels talk over local sockets in ``sockets``: a kernel never listens on TCP
+    (which every notebook would warn about, as anyone on the machine could connect to it). The client
+    still creates, owns and shuts down each kernel."""
     from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
 
-    return AsyncKernelManager(kernel_name=name, transport="ipc", ip=str(sockets / "kernel"))
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _local_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _socket_prefix(self):
+            return str(sockets / "kernel")
+
+    return LocalKernelManager
 
 
 def _device_description() -> str:

@@ -32,7 +32,8 @@ import torch
 from .binary import (aligned_validation, load_binary, load_training_images, train_binary,
                      validation_split)
 from .data.suites import camera_entries, split_indices
-from .detect import Detector, default_bundle
+from .bundle import default_bundle
+from .detect import Detector
 from .errors import SettingError
 from .exif.read import read_many
 from .exif.schema import LabelConfig, TAGS

@@ -21,12 +21,21 @@ def require_tool(name: str) -> str:
     return exe
 
 
-def require_shared() -> Path:
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared data beside the checkout (../shared/data): missing in CI is a failure, elsewhere a
+    visible skip. Tests that ask for it are marked ``needs_shared``."""
     if not (SHARED / "manifest.csv").is_file():
         if IN_CI:
             pytest.fail(f"{SHARED} is expected beside the checkout in CI")
         pytest.skip(f"{SHARED} not present")
     return SHARED
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_shared)
 
 
 @pytest.fixture(scope="session")

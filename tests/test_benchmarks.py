@@ -1,4 +1,4 @@
-"""The benchmark scripts must keep running: each once, on tiny settings, both modes (slow)."""
+"""The benchmark scripts must keep running: each in its smoke mode (one pass, tiny settings), both modes."""
 
 import json
 import subprocess
@@ -10,18 +10,13 @@ import pytest
 from exifkit.model import winograd
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--seconds", "0", "--repeats", "1", "--warmup", "0"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("script, extra", [
-    ("extractor_inference.py", ["--images", "2", "--full-size", "1"]),
-    ("training.py", ["--pairs", "1", "--binary-images", "2"]),
-    ("decoding.py", ["--files", "10"]),
-    ("large_image.py", ["--width", "640", "--height", "448", "--modes", "reference", "fast"]),
-])
-def test_benchmark_prints_both_modes_and_their_ratio(tmp_path, script, extra):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *QUICK, *extra, "--devices", "cpu",
+@pytest.mark.bench
+@pytest.mark.parametrize("script", ["extractor_inference.py", "training.py", "decoding.py", "large_image.py",
+                                    "detect_kernel.py"])
+def test_benchmark_prints_both_modes_and_their_ratio(tmp_path, script):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--devices", "cpu",
                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -31,7 +26,7 @@ def test_benchmark_prints_both_modes_and_their_ratio(tmp_path, script, extra):
     assert json.loads((tmp_path / (script[:-3] + ".json")).read_text()) == report
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_profile_names_the_convolutions(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_extractor.py"), "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -47,10 +42,9 @@ def test_profile_names_the_convolutions(tmp_path):
         assert fast["winograd_ms_per_image"] > 0 and fast["winograd_direct_equivalent_gflops_per_s"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_precision_benchmark_compares_bf16_with_fp32_and_their_loss_curves(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "precision.py"), *QUICK, "--pairs", "1",
-                           "--binary-images", "2", "--curve-steps", "4", "--curve-pairs", "1", "--devices", "cpu",
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "precision.py"), "--smoke", "--devices", "cpu",
                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -61,7 +55,7 @@ def test_precision_benchmark_compares_bf16_with_fp32_and_their_loss_curves(tmp_p
     assert isinstance(verdict["bf16_follows_fp32_within_noise"], bool)
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_data_path_benchmark_measures_memory_at_two_sizes_and_extrapolates(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_path.py"), "--sizes", "40", "120",
                            "--steps", "3", "--batches", "2", "--pairs", "2", "--work", str(tmp_path / "work"),
@@ -76,7 +70,7 @@ def test_data_path_benchmark_measures_memory_at_two_sizes_and_extrapolates(tmp_p
     assert json.loads((tmp_path / "data_path.json").read_text()) == report
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_gpu_training_script_runs_and_says_when_there_is_no_gpu(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_training.py"), "--photos", "60",
                            "--shard-size", "20", "--profile", "demo", "--pairs", "2", "--workers", "1", "--steps", "2",

@@ -50,10 +50,7 @@ def test_exif_card_for_a_folder(tmp_path, demo_camera_paths, capsys):
 
 
 @pytest.mark.slow
-def test_extended_verifies_and_fetches_from_the_shared_mirror(capsys, tmp_path):
-    from tests.conftest import require_shared
-
-    shared = require_shared()
+def test_extended_verifies_and_fetches_from_the_shared_mirror(capsys, tmp_path, shared):
     assert main(["data", "verify", "extended", "--quiet", "--mirror", str(shared)]) == 0
     assert main(["data", "fetch", "extended", "--quiet", "--mirror", str(shared), "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -79,7 +76,7 @@ def test_binary_train_command_trains_against_a_pretext_run(tmp_path, capsys):
 
 
 def test_another_seeds_binary_run_goes_beside_the_profiles_own(tmp_path):
-    from exifkit.cli import binary_run_folder
+    from exifkit.pipeline import binary_run_folder
     from exifkit.config import load_profile
 
     profile = load_profile("demo")

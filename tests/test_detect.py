@@ -11,7 +11,8 @@ import torch
 
 from exifkit.binary import BinaryModel
 from exifkit.cli import main
-from exifkit.detect import BundleError, Detector, save_bundle
+from exifkit.bundle import BundleError, save_bundle
+from exifkit.detect import Detector
 from exifkit.model.extractor import Extractor, ExtractorConfig
 from exifkit.oneclass import OneClassDetector
 
@@ -80,7 +81,7 @@ def test_python_api_is_exposed_at_the_top_level(bundle):
 
 
 def test_degenerate_bundles_are_flagged_by_detect(tmp_path, demo_camera_paths, capsys):
-    from exifkit.detect import guard_rails
+    from exifkit.bundle import guard_rails
 
     torch.manual_seed(0)
     extractor = Extractor(TINY).eval()
@@ -104,7 +105,7 @@ def test_degenerate_bundles_are_flagged_by_detect(tmp_path, demo_camera_paths, c
 
 
 def test_the_reference_bundle_is_the_default_and_the_demo_one_is_opt_in(tmp_path):
-    from exifkit.detect import default_bundle
+    from exifkit.bundle import default_bundle
 
     assert default_bundle(tmp_path) == tmp_path / "results" / "demo" / "bundle"
     (tmp_path / "results" / "extended" / "bundle").mkdir(parents=True)
@@ -168,7 +169,7 @@ def test_bundle_from_the_authors_checkpoints(tmp_path, demo_store, capsys):
 
 
 def test_a_bundle_ships_its_training_files_and_the_ablation(tmp_path):
-    from exifkit.detect import TRAINING_FILES
+    from exifkit.bundle import TRAINING_FILES
     from exifkit.pipeline import choose_extractor
 
     torch.manual_seed(0)

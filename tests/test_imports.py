@@ -20,12 +20,13 @@ LAYERS = [
                "model.heads", "model.official"]),
     ("features and metrics", ["features", "metrics", "report"]),
     ("training", ["train", "data.stream", "pretext", "binary"]),
-    ("detectors", ["oneclass", "detect"]),
+    ("detectors", ["oneclass", "bundle", "detect"]),
     ("evaluation", ["robustness", "probe", "modelcard"]),
     ("pipeline", ["config", "pipeline", "scaling", "runner", "course"]),
-    ("command line", ["cli"]),
+    ("command line", ["cli", "cli.data", "cli.exif", "cli.train", "cli.bundle", "cli.detect", "cli.study",
+                      "cli.notebooks", "cli.__main__"]),
 ]
-LAZY = {"cli"}  # may import inside functions
+LAZY = set(LAYERS[-1][1])  # may import inside functions
 
 
 def _module(path: Path) -> str:

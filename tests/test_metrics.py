@@ -58,6 +58,16 @@ def test_average_precision_and_tpr_at_fpr_match_scikit_learn_with_ties():
                 assert metrics.tpr_at_fpr(labels, scores, fpr) == float(t[f <= fpr].max())
 
 
+def test_bootstrap_draws_at_once_equal_each_metric_draw_by_draw():
+    rng = np.random.default_rng(2)
+    for n_real, n_fake in ((30, 30), (5, 40), (40, 3)):
+        labels = np.r_[np.zeros(n_real, int), np.ones(n_fake, int)]
+        resampled = np.round(rng.normal(size=(50, n_real + n_fake)) + labels, 1)  # ties
+        draws = metrics._bootstrap_draws(labels, 0.5, resampled, tuple(metrics.METRICS))
+        for name, fn in metrics.METRICS.items():
+            np.testing.assert_array_equal(draws[name], [fn(labels, row, 0.5) for row in resampled], err_msg=name)
+
+
 def test_summary_computes_only_the_metrics_asked_for():
     s = metrics.summarize(LABELS, SCORES, 0.5, bootstrap=50, seed=1, columns=("auc",))
     assert set(s.values) == set(s.intervals) == {"auc"}

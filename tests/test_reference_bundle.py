@@ -9,7 +9,8 @@ import json
 import pytest
 
 from exifkit.data.manifest import sha256_file
-from exifkit.detect import Detector, default_bundle
+from exifkit.bundle import default_bundle
+from exifkit.detect import Detector
 
 from .conftest import ROOT
 

@@ -165,12 +165,9 @@ def test_demo_data_is_complete_small_and_redistributable(demo_store):
     assert "camera" in kinds and len(fakes) >= 5
 
 
-def test_demo_camera_photos_keep_the_cameras_quantisation_and_exif(demo_store):
-    from tests.conftest import require_shared
-
+def test_demo_camera_photos_keep_the_cameras_quantisation_and_exif(demo_store, shared):
     from exifkit.exif.read import read_exif
 
-    shared = require_shared()
     # jpegtran rewrites the pixel-dimension tags to the crop size (piexif and Pillow name them differently)
     resized_tags = {"PixelXDimension", "PixelYDimension", "ExifImageWidth", "ExifImageHeight"}
     cameras = [e for e in demo_store.manifest if e.kind == "camera"]
