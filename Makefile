@@ -30,13 +30,13 @@ SITE_PROFILE := $(if $(filter command line environment,$(origin PROFILE)),$(PROF
 site: $(STAMP)
 	$(BIN)/exifkit course site --profile $(SITE_PROFILE)
 
-## The whole test suite: the demo notebooks (once, on one worker), benchmarks in smoke mode and the slow end-to-end checks included
+## The whole test suite (two workers, one test file each at a time): the demo notebooks (once), benchmarks in smoke mode and the slow end-to-end checks included
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## Without the notebooks, the benchmarks and the slow end-to-end checks (a few minutes)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not notebooks and not bench" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not notebooks and not bench" $(PYTEST_ARGS)
 
 ## JupyterLab on notebooks/ for reading and rerunning by hand
 lab: $(STAMP)

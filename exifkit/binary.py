@@ -109,6 +109,21 @@ class BinaryModel(nn.Module):
         """P(fake) of patch sets (B, N, 3, P, P), shape (B, 1)."""
         return self.fake_probability_of(self.extractor.embed(x))
 
+    #: What :meth:`predict` returns, as a scikit-learn classifier names them: 0 real, 1 AI-generated
+    #: (the label convention of :mod:`exifkit.metrics`).
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
+        """(P(real), P(AI-generated)) of each patch set, shape (B, 2), columns in :attr:`classes_` order,
+        as scikit-learn's classifiers give them. It is trained by :func:`train_binary`, not ``fit``."""
+        fake = self.fake_probability(x)[:, 0].float().cpu().numpy()
+        return np.stack([1 - fake, fake], axis=1)
+
+    def predict(self, x: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+        """1 (AI-generated) where P(fake) > ``threshold``, else 0. The threshold a run ships is set on its
+        validation images (:func:`validation_threshold`), not 0.5."""
+        return (self.predict_proba(x)[:, 1] > threshold).astype(int)
+
 
 def binary_loss(logits, labels, out, ref, alpha: float):
     ce = F.cross_entropy(logits, labels)
@@ -293,7 +308,7 @@ def binary_step(net: nn.Module, teacher: Extractor | None, optimizer: torch.opti
     return logits, loss, ce, reg, dists
 
 
-def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.ndarray | None,
+def train_binary(config: BinaryConfig, pretext: Extractor, images, labels: np.ndarray | None,
                  out_dir: str | Path, resume: bool = False, progress: bool = True,
                  validation: ValidationSet | None = None) -> BinaryTrainResult:
     """Train (or continue) a binary run on decoded ``images`` and their ``labels``, or streamed from a
@@ -312,10 +327,10 @@ def train_binary(config: BinaryConfig, frozen: Extractor, images, labels: np.nda
         log.warning("balance_classes is not applied to a streamed set: its class mix is the one packed")
     session = Session.open(out_dir, config.device, config.seed, config.precision)
     out, ctx = session.out, session.ctx
-    teacher = frozen_teacher(frozen).to(session.device)
+    teacher = frozen_teacher(pretext).to(session.device)
     model = BinaryModel(config.extractor)
     if config.init == "pretext":
-        model.extractor.load_state_dict(frozen.state_dict())
+        model.extractor.load_state_dict(pretext.state_dict())
     model.to(session.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     config_dict = {**asdict(config), "extractor": asdict(config.extractor), "teacher": weights_hash(teacher)}
@@ -415,7 +430,7 @@ class BinaryRuns:
         return next(iter(self.models))
 
 
-def train_binary_runs(config: BinaryConfig, frozen: Extractor, splits, store: DataStore, out: Path, *,
+def train_binary_runs(config: BinaryConfig, pretext: Extractor, splits, store: DataStore, out: Path, *,
                resume: bool = False, cache_root: Path | None = None, protocol=None) -> BinaryRuns:
     """Train every run of :func:`run_names` on the same images (or reuse finished runs with ``resume``),
     keep each run's validated step and set its threshold on the validation images under ``protocol``;
@@ -430,7 +445,7 @@ def train_binary_runs(config: BinaryConfig, frozen: Extractor, splits, store: Da
     for name in run_names(config.alpha):
         run_dir = Path(out) / "binary" / name
         cfg = type(config)(**{**config.__dict__, "alpha": float(name.split("=")[1])})
-        result = train_binary(cfg, frozen, images, labels, run_dir, resume=resume, validation=held)
+        result = train_binary(cfg, pretext, images, labels, run_dir, resume=resume, validation=held)
         print(f"{name}: {result.seconds:.0f} s, {result.images_per_second:.1f} images/s, kept {result.checkpoint.name}")
         runs.models[name] = load_binary(result.checkpoint, cfg.extractor)
         runs.thresholds[name] = (validation_threshold(runs.models[name], validation, store,
@@ -442,7 +457,7 @@ def train_binary_runs(config: BinaryConfig, frozen: Extractor, splits, store: Da
     return runs
 
 
-def load_binary_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
+def load_binary_runs(out: Path, alpha: float, config: ExtractorConfig) -> BinaryRuns:
     """The runs :func:`train_binary_runs` left in ``out/binary``, read back for evaluation and the bundle."""
     runs = BinaryRuns()
     for name in run_names(alpha):
@@ -450,7 +465,7 @@ def load_binary_runs(out: Path, alpha: float, frozen: Extractor) -> BinaryRuns:
         if not (trained_checkpoint(run).exists() and (run / "threshold.json").exists()):
             raise MissingInputError(f"{run}: no trained binary run with its threshold here; train it first "
                                     "(`exifkit binary train`, or `make reproduce`)")
-        runs.models[name] = load_binary(trained_checkpoint(run), frozen.config)
+        runs.models[name] = load_binary(trained_checkpoint(run), config)
         runs.thresholds[name] = json.loads((run / "threshold.json").read_text())
         if (run / "metrics.csv").exists():
             runs.logs[name] = pd.read_csv(run / "metrics.csv")

@@ -204,7 +204,7 @@ def trained_detectors(profile, store, results_dir: str | Path, source: str | Pat
     if not gmm_file.exists():
         raise MissingInputError(f"{gmm_file}: no fitted one-class detector here; fit it first "
                                 "(exifkit.oneclass.evaluate_and_save, or `make reproduce`)")
-    runs = (load_binary_runs(out, profile.binary_config().alpha, choice.extractor) if choice.trains_binary(profile.name)
+    runs = (load_binary_runs(out, profile.binary_config().alpha, choice.extractor.config) if choice.trains_binary(profile.name)
             else bundled_binary_runs(choice.detector))
     vocabularies = choice.vocabularies or (choice.detector.meta.get("vocabularies", {}) if choice.from_bundle else {})
     return DetectorsUnderTest(choice.extractor, OneClassDetector.load(gmm_file), runs, splits, store, vocabularies,

@@ -13,16 +13,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.bench
-@pytest.mark.parametrize("script", ["extractor_inference.py", "training.py", "decoding.py", "large_image.py",
-                                    "detect_kernel.py"])
-def test_benchmark_prints_both_modes_and_their_ratio(tmp_path, script):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--devices", "cpu",
+@pytest.mark.parametrize("script, modes, extra", [
+    ("extractor_inference.py", ("reference", "fast"), []),
+    ("training.py", ("reference", "fast"), []),
+    ("decoding.py", ("reference", "fast"), []),
+    ("large_image.py", ("reference", "fast"), ["--modes", "reference", "fast"]),  # fast alone by default
+    ("detect_kernel.py", ("direct", "winograd"), []),
+])
+def test_benchmark_prints_both_modes_and_their_ratio(tmp_path, script, modes, extra):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *extra, "--devices", "cpu",
                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(report["results"]["cpu"]) == {"reference", "fast"}
+    assert set(report["results"]["cpu"]) == set(modes)
     assert report["ratio"]["cpu"] and all(v > 0 for v in report["ratio"]["cpu"].values())
-    assert "fast / reference" in proc.stdout
+    assert f"{modes[1]} / {modes[0]}" in proc.stdout
     assert json.loads((tmp_path / (script[:-3] + ".json")).read_text()) == report
 
 

@@ -149,6 +149,19 @@ def test_the_authors_binary_checkpoint_scores_through_the_same_model(tmp_path):
         torch.testing.assert_close(model.fake_probability(x), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_the_binary_detector_answers_as_a_scikit_learn_classifier():
+    torch.manual_seed(0)
+    model = BinaryModel(TINY).eval()
+    x = torch.randn(5, 4, 3, 16, 16)
+    proba = model.predict_proba(x)
+    assert proba.shape == (5, 2) and list(model.classes_) == [0, 1]
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(proba[:, 1], model.fake_probability(x)[:, 0].numpy(), atol=1e-7)
+    threshold = float(np.median(proba[:, 1]))
+    assert model.predict(x, threshold).tolist() == (proba[:, 1] > threshold).astype(int).tolist()
+    assert 0 < model.predict(x, threshold).sum() < 5
+
+
 def test_format_aligned_augmentation_crops_and_always_reencodes(image):
     big = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
     aligned = AugmentConfig(crop=128, resize_p=0, blur_p=0, jpeg_p=1.0, jpeg_quality=(60, 100))
@@ -268,4 +281,4 @@ def test_a_study_trains_the_ablation_once_when_alpha_is_already_zero(tmp_path):
     assert run_names(0.05) == ["alpha=0.05", "alpha=0"]
     assert run_names(0.0) == ["alpha=0"]
     with pytest.raises(MissingInputError, match="alpha=0.05: no trained binary run with its threshold here"):
-        load_binary_runs(tmp_path, 0.05, Extractor(TINY))
+        load_binary_runs(tmp_path, 0.05, TINY)

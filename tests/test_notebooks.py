@@ -1,5 +1,6 @@
-"""The numbered demo notebooks, executed once per test run (a shared fixture, on one test worker) with a
-shortened training budget; each test reads what one stage left behind."""
+"""The numbered demo notebooks, executed once per test run with a shortened training budget (a fixture
+of this module; `make test` distributes tests by file, so one worker runs them all); each test reads
+what one stage left behind."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from exifkit.cli import main
 from exifkit.config import load_profile
 from exifkit.runner import run_notebooks
 
-pytestmark = [pytest.mark.notebooks, pytest.mark.xdist_group("notebooks")]
+pytestmark = pytest.mark.notebooks
 STEPS = 30  # notebook 02's training steps here; `make reproduce` runs the profile's
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo_run(root, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "results"
     result = run_notebooks(load_profile("demo", root=root), output_dir=out, progress=False,

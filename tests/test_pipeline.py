@@ -48,5 +48,5 @@ def test_an_own_pretext_network_is_tested_on_the_whole_suite_and_trains_both_bin
         assert (folder / "best.pt").is_file() and (folder / "threshold.json").is_file()
         assert [line.split(",")[0] for line in (folder / "validation.csv").read_text().splitlines()[1:]] == ["3", "6"]
         assert trained.thresholds[run]["validation_images"] > 10
-    again = load_binary_runs(tmp_path, config.alpha, choice.extractor)  # what the robustness stage and the bundle read
+    again = load_binary_runs(tmp_path, config.alpha, choice.extractor.config)  # what the robustness stage and the bundle read
     assert again.thresholds == trained.thresholds and list(again.logs) == list(trained.models)
