@@ -33,12 +33,13 @@ def test_an_own_pretext_network_is_tested_on_the_whole_suite_and_trains_both_bin
     whole = profile.splits(demo_store.manifest)
     assert choice.source == "pretext" and choice.trains_binary("demo")
     assert len(splits.suite.samples()) == len(whole.suite.samples())  # nothing left out: it trained on no test image
-    aligned = load_protocols()["aligned_jpeg95"]
-    runs = evaluate_and_save(choice.extractor, splits, demo_store, tmp_path, profile.oneclass_settings(), "pretext",
-                             protocols={"aligned_jpeg95": aligned}, max_patches=4, progress=False)
-    table = runs["aligned_jpeg95", "small_sample"].table.set_index("generator")
+    shipped = {"small_sample": profile.oneclass_settings()["small_sample"]}
+    runs = evaluate_and_save(choice.extractor, splits, demo_store, tmp_path, shipped, "pretext",
+                             protocols={"raw": None}, max_patches=4, progress=False)
+    table = runs["raw", "small_sample"].table.set_index("generator")
     assert len(table) == 13 + 1 and table.loc["sd15_artist_grids_webp", "fakes"] == 200
-    assert (tmp_path / "tables" / "oneclass_pretext_small_sample_aligned_jpeg95.csv").is_file()
+    assert (tmp_path / "tables" / "oneclass_pretext_small_sample_raw.csv").is_file()
+    aligned = load_protocols()["aligned_jpeg95"]
 
     config = profile.binary_config(steps=6, checkpoint_every=3, batch_images=4, eval_max_patches=4)
     trained = train_binary_runs(config, choice.extractor, splits, demo_store, tmp_path, protocol=aligned)
