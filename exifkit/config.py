@@ -11,6 +11,7 @@ from .checkout import find_root
 from .data.manifest import DataStore, read_manifest
 from .data.suites import profile_splits
 from .errors import SettingError
+from .exif.schema import LabelConfig
 from .oneclass import OneClassDetector
 from .pretext import PretextConfig
 
@@ -46,6 +47,12 @@ class Profile:
 
     def results_dir(self) -> Path:
         return self.root / "results" / self.name
+
+    def label_config(self) -> LabelConfig:
+        """How EXIF values become the pretext targets, with the profile's class budget per categorical tag."""
+        config = LabelConfig()
+        config.max_classes.update(self.exif_max_classes)
+        return config
 
     def pretext_config(self, **overrides):
         """The profile's :class:`~exifkit.pretext.PretextConfig`, with the profile seed unless overridden."""

@@ -43,6 +43,7 @@ def _cache_tag(what: str, patch_size: int, max_patches: int | None, protocol) ->
 
 class FeatureCache:
     """One folder of ``.npy`` entries per (network weights, what is stored, patch grid, view of the pixels)."""
+
     def __init__(self, root: str | Path, model_hash: str, protocol: str):
         self.dir = Path(root) / model_hash / hashlib.sha256(protocol.encode()).hexdigest()[:12]
         self.dir.mkdir(parents=True, exist_ok=True)

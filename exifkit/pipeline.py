@@ -20,21 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 import pandas as pd
 
 from .binary import (BinaryRuns, BinaryTrainResult, aligned_validation, bundled_binary_runs, from_official,
                      load_binary, load_binary_runs, train_binary, training_data, validation_split)
+from .bundle import TRAINING_FILES, BundleError, default_bundle, save_bundle
 from .checkout import find_root
 from .config import data_store, load_profile
 from .data.images import FailureReport
 from .data.shards import Shards
 from .data.suites import Splits, official_inputs
-from .bundle import TRAINING_FILES, BundleError, default_bundle, save_bundle
 from .detect import Detector
 from .errors import MissingInputError, SettingError
 from .exif.read import read_many
-from .exif.schema import LabelConfig
 from .features import cached_outputs
 from .model import load_official
 from .model.extractor import Extractor, count_trainable
@@ -65,10 +63,8 @@ def train_pretext_stage(profile, out: str | Path | None = None, *, data: str | P
         return PretextStage(train_pretext(config, Shards.open(data), out, resume=resume, progress=progress), None, [])
     store = data_store(profile, mirrors=mirrors)
     paths = [store.path(e) for e in store.manifest if e.kind == "camera"]
-    labels = LabelConfig()
-    labels.max_classes.update(profile.exif_max_classes)
-    result, table, train, heldout = run_pretext(paths, read_many(paths), config, out, labels, resume=resume,
-                                                progress=progress)
+    result, table, train, heldout = run_pretext(paths, read_many(paths), config, out, profile.label_config(),
+                                                resume=resume, progress=progress)
     return PretextStage(result, table, [train.failures, heldout.failures])
 
 
@@ -204,11 +200,11 @@ def trained_detectors(profile, store, results_dir: str | Path, source: str | Pat
     if not gmm_file.exists():
         raise MissingInputError(f"{gmm_file}: no fitted one-class detector here; fit it first "
                                 "(exifkit.oneclass.evaluate_and_save, or `make reproduce`)")
-    runs = (load_binary_runs(out, profile.binary_config().alpha, choice.extractor.config) if choice.trains_binary(profile.name)
-            else bundled_binary_runs(choice.detector))
+    runs = (load_binary_runs(out, profile.binary_config().alpha, choice.extractor.config)
+            if choice.trains_binary(profile.name) else bundled_binary_runs(choice.detector))
     vocabularies = choice.vocabularies or (choice.detector.meta.get("vocabularies", {}) if choice.from_bundle else {})
     return DetectorsUnderTest(choice.extractor, OneClassDetector.load(gmm_file), runs, splits, store, vocabularies,
-                     choice.source, choice)
+                              choice.source, choice)
 
 
 def official_detectors(profile, store, results_dir: str | Path) -> DetectorsUnderTest:

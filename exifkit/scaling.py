@@ -36,7 +36,7 @@ from .bundle import default_bundle
 from .detect import Detector
 from .errors import SettingError
 from .exif.read import read_many
-from .exif.schema import LabelConfig, TAGS
+from .exif.schema import TAGS
 from .features import PixelMemo, cached_outputs
 from .loglinear import __doc__ as assumptions, fit_table
 from .metrics import paired_difference, seen_unseen_means, suite_table
@@ -508,9 +508,7 @@ def run_study(profile, store, out: str | Path, *, fake_axis_too: bool = True, sc
     config = ScalingConfig.from_profile(profile)
     base = profile.pretext_config()
     design = study_photos(store.manifest, base.holdout_fraction, profile.seed, config)
-    labels = LabelConfig()
-    labels.max_classes.update(profile.exif_max_classes)
-    photos = load_study_photos(design, store, labels, base.max_side)
+    photos = load_study_photos(design, store, profile.label_config(), base.max_side)
     largest, first = config.sizes[-1], config.seeds[0]
     t0 = time.perf_counter()
     for variant in config.variants:

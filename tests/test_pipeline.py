@@ -10,7 +10,6 @@ from exifkit.binary import load_binary_runs, train_binary_runs
 from exifkit.config import load_profile
 from exifkit.errors import MissingInputError
 from exifkit.exif.read import read_many
-from exifkit.exif.schema import LabelConfig
 from exifkit.oneclass import evaluate_and_save
 from exifkit.perturb import load_protocols
 from exifkit.pipeline import evaluation_inputs
@@ -24,10 +23,8 @@ def test_an_own_pretext_network_is_tested_on_the_whole_suite_and_trains_both_bin
     with pytest.raises(MissingInputError, match="no pretext weights"):
         evaluation_inputs(profile, demo_store, tmp_path, "pretext")
     paths = [demo_store.path(e) for e in demo_store.manifest if e.kind == "camera"]
-    labels = LabelConfig()
-    labels.max_classes.update(profile.exif_max_classes)
     run_pretext(paths, read_many(paths), profile.pretext_config(steps=10, checkpoint_every=10), tmp_path / "pretext",
-                labels, progress=False)
+                profile.label_config(), progress=False)
 
     choice, splits = evaluation_inputs(profile, demo_store, tmp_path, "pretext", mark_seen=False)
     whole = profile.splits(demo_store.manifest)

@@ -42,7 +42,7 @@ def cmd_data_pack(args) -> int:
     labels = LabelConfig()
     if args.source in available_profiles():
         profile = load_profile(args.source)
-        labels.max_classes.update(profile.exif_max_classes)
+        labels = profile.label_config()
         items, problems = profile_items(profile, data_store(profile, mirrors=args.mirror), args.binary), None
     elif Path(args.source).is_dir():
         items, problems = folder_items(args.source, args.binary, args.label)

@@ -43,9 +43,7 @@ def cmd_exif_card(args) -> int:
     from ..exif.schema import LabelConfig, build_labels, exif_card, write_card
 
     name, records = _camera_records(args)
-    config = LabelConfig()
-    if args.target in available_profiles():
-        config.max_classes.update(load_profile(args.target).exif_max_classes)
+    config = load_profile(args.target).label_config() if args.target in available_profiles() else LabelConfig()
     card = exif_card(build_labels(records, config), name, records)
     out = Path(args.out) if args.out else Path("results") / name
     for path in write_card(card, out):
