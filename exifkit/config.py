@@ -94,19 +94,44 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
 
 
+KEYS = {"name", "description", "base", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif",
+        "pretext", "evaluation", "oneclass", "binary", "study"}
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, table by table: a smaller profile states only what it changes."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _profile_table(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path in seen:
+        raise SettingError(f"{path}: profiles based on each other: {' -> '.join(p.stem for p in (*seen, path))}")
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    unknown = set(raw) - KEYS
+    if unknown:
+        raise SettingError(f"{path}: unknown key(s) {sorted(unknown)}")
+    if "base" not in raw:
+        return raw
+    base_path = PROFILE_DIR / f"{raw['base']}.toml"
+    if not base_path.is_file():
+        raise SettingError(f"{path}: base profile {raw['base']!r} not found; available: {', '.join(available_profiles())}")
+    base = {k: v for k, v in _profile_table(base_path, (*seen, path)).items() if k not in ("name", "description")}
+    return _merged(base, {k: v for k, v in raw.items() if k != "base"})
+
+
 def load_profile(name_or_file: str | Path, root: Path | None = None) -> Profile:
-    """Load ``exifkit/profiles/<name>.toml`` or any TOML file with the same keys."""
+    """Load ``exifkit/profiles/<name>.toml`` or any TOML file with the same keys. A profile with
+    ``base = "other"`` is that profile with its own tables merged on top."""
     path = Path(name_or_file)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_file}.toml"
         if not path.is_file():
             raise SettingError(f"unknown profile {name_or_file!r}; available: {', '.join(available_profiles())}")
-    with path.open("rb") as fh:
-        raw = tomllib.load(fh)
-    unknown = set(raw) - {"name", "description", "manifest", "embedded_root", "mirrors", "seed", "notebooks", "exif", "pretext",
-                           "evaluation", "oneclass", "binary", "study"}
-    if unknown:
-        raise SettingError(f"{path}: unknown key(s) {sorted(unknown)}")
+    raw = _profile_table(path)
     return Profile(
         name=raw["name"], description=raw.get("description", ""), manifest=raw["manifest"],
         embedded_root=raw.get("embedded_root", ""), mirrors=tuple(raw.get("mirrors", ())),

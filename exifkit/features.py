@@ -249,6 +249,26 @@ def cached_outputs(network, samples: list[Sample], store: DataStore, cache_root:
     return dict(zip(kept, values)), failures
 
 
+def shared_outputs(networks: Sequence, samples: list[Sample], store: DataStore, cache_root: Path, *,
+                   max_patches: int | None, protocol=None, progress: bool = True,
+                   chunk: int = 128) -> list[tuple[dict, FailureReport]]:
+    """:func:`cached_outputs` of each of ``networks`` on the same samples, with every image decoded and
+    put through ``protocol`` once for all of them rather than once per network (a blur or a JPEG
+    re-encoding costs about as much as the network on a small image). Samples go through in chunks, so
+    memory holds at most ``chunk`` decoded images."""
+    results = [({}, FailureReport()) for _ in networks]
+    with tqdm(total=len(samples), desc="images", unit="img", disable=not progress) as bar:
+        for start in range(0, len(samples), chunk):
+            part, memo = samples[start:start + chunk], PixelMemo()
+            for (values, failures), network in zip(results, networks):
+                got, failed = cached_outputs(network, part, store, cache_root, max_patches=max_patches,
+                                             protocol=protocol, progress=False, memo=memo)
+                values.update(got)
+                failures.failures.extend(failed.failures)
+            bar.update(len(part))
+    return results
+
+
 def folder_features(extractor: Extractor, paths: Sequence[str | Path], *, max_patches: int | None = None,
                     head: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_patches: int = 64,
                     prefetch: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray, FailureReport]:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from .data.manifest import DataStore
 from .data.suites import Suite
-from .features import cached_outputs
+from .features import shared_outputs
 from .metrics import suite_table
 from .model.extractor import random_extractor
 from .oneclass import OneClassDetector, saved_detector
@@ -20,24 +20,22 @@ def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore
                        bootstrap: int = 0, seed: int = 0, progress: bool = True, binary_threshold: float = 0.5):
     """Per (protocol, detector, generator) metrics; failures per protocol are returned, not hidden."""
     tables, failures = [], {}
+    detectors = [d for d in (("one-class", extractor if oneclass is not None else None), ("binary", binary))
+                 if d[1] is not None]
     for protocol in protocols:
-        if oneclass is not None:
-            feats, fail = cached_outputs(extractor, suite.samples(), store, cache_root, max_patches=max_patches,
-                                         protocol=protocol, progress=progress)
-            scores = {k: float(-oneclass.score_samples(v[None])[0]) for k, v in feats.items()}
-            t = suite_table(suite, scores, -oneclass.threshold_, bootstrap, seed)
-            t.insert(0, "detector", "one-class GMM")  # the name of the column value; any one-class density
+        outputs = shared_outputs([network for _, network in detectors], suite.samples(), store, cache_root,
+                                 max_patches=max_patches, protocol=protocol, progress=progress)
+        for (name, _), (values, fail) in zip(detectors, outputs):
+            if name == "one-class":
+                scores = {k: float(-oneclass.score_samples(v[None])[0]) for k, v in values.items()}
+                t = suite_table(suite, scores, -oneclass.threshold_, bootstrap, seed)
+                t.insert(0, "detector", "one-class GMM")  # the name of the column value; any one-class density
+            else:
+                t = suite_table(suite, values, binary_threshold, bootstrap, seed)
+                t.insert(0, "detector", "binary")
             t.insert(0, "protocol", protocol.id)
             tables.append(t)
-            failures[(protocol.id, "one-class")] = fail
-        if binary is not None:
-            probs, fail = cached_outputs(binary, suite.samples(), store, cache_root, max_patches=max_patches,
-                                         protocol=protocol, progress=progress)
-            t = suite_table(suite, probs, binary_threshold, bootstrap, seed)
-            t.insert(0, "detector", "binary")
-            t.insert(0, "protocol", protocol.id)
-            tables.append(t)
-            failures[(protocol.id, "binary")] = fail
+            failures[(protocol.id, name)] = fail
     return pd.concat(tables, ignore_index=True), failures
 
 
@@ -117,14 +115,12 @@ def ablation_means(long: pd.DataFrame, det, results_dir: Path, setting: str, pro
     """Mean rows of the main detectors (from ``long``) beside their ablations under ``protocols``: the
     one-class detector on a random extractor (fitted by the one-class evaluation as ``random_SETTING``) and the
     binary run with alpha = 0 (``det`` is a :class:`exifkit.pipeline.DetectorsUnderTest`)."""
-    cache = Path(results_dir) / "feature_cache"
-    random_oc, _ = evaluate_protocols(protocols, det.splits.suite, det.store, cache,
-                                      extractor=random_extractor(det.extractor.config, seed),
-                                      oneclass=OneClassDetector.load(saved_detector(results_dir, "random", setting)),
-                                      max_patches=max_patches)
-    alpha0, _ = evaluate_protocols(protocols, det.splits.suite, det.store, cache, binary=det.runs.models["alpha=0"],
-                                   binary_threshold=det.runs.thresholds["alpha=0"]["threshold"], max_patches=max_patches)
+    ablated, _ = evaluate_protocols(protocols, det.splits.suite, det.store, Path(results_dir) / "feature_cache",
+                                    extractor=random_extractor(det.extractor.config, seed),
+                                    oneclass=OneClassDetector.load(saved_detector(results_dir, "random", setting)),
+                                    binary=det.runs.models["alpha=0"],
+                                    binary_threshold=det.runs.thresholds["alpha=0"]["threshold"], max_patches=max_patches)
     return mean_rows({"one-class, pretext extractor": long[long["detector"] == "one-class GMM"],
-                      "one-class, random extractor": random_oc,
+                      "one-class, random extractor": ablated[ablated["detector"] == "one-class GMM"],
                       f"binary, {det.runs.main}": long[long["detector"] == "binary"],
-                      "binary, alpha=0": alpha0}, [p.id for p in protocols])
+                      "binary, alpha=0": ablated[ablated["detector"] == "binary"]}, [p.id for p in protocols])

@@ -40,3 +40,21 @@ def test_every_profile_builds_its_typed_configurations(root):
     assert extended.oneclass_detector(method="gmm").threshold_percentile == 2.0  # the authors'
     aligned = extended.binary_config().augment
     assert aligned.crop == 256 and aligned.jpeg_p == 1.0
+
+
+def test_a_based_profile_is_its_base_with_its_own_tables_merged_on_top(root, tmp_path, monkeypatch):
+    demo, tiny = load_profile("demo", root=root), load_profile("tiny", root=root)
+    assert tiny.name == "tiny" and tiny.manifest == demo.manifest and tiny.description != demo.description
+    assert tiny.pretext_config().steps == 30 and tiny.pretext_config().extractor == demo.pretext_config().extractor
+    assert tiny.evaluation["seen_generators"] == demo.evaluation["seen_generators"]  # kept from the base
+    assert tiny.evaluation["eval_max_patches"] < demo.evaluation["eval_max_patches"]  # its own
+    assert tiny.oneclass_detector().threshold_percentile == demo.oneclass_detector().threshold_percentile
+    assert tiny.study["scaling"]["sizes"] == demo.study["scaling"]["sizes"]
+    monkeypatch.setattr("exifkit.config.PROFILE_DIR", tmp_path)
+    (tmp_path / "a.toml").write_text('name = "a"\nbase = "b"\nmanifest = "demo.csv"\n')
+    (tmp_path / "b.toml").write_text('name = "b"\nbase = "a"\nmanifest = "demo.csv"\n')
+    with pytest.raises(ValueError, match="based on each other: a -> b -> a"):
+        load_profile("a", root=root)
+    (tmp_path / "c.toml").write_text('name = "c"\nbase = "nope"\nmanifest = "demo.csv"\n')
+    with pytest.raises(ValueError, match="base profile 'nope' not found"):
+        load_profile("c", root=root)

@@ -133,3 +133,25 @@ def test_a_pixel_memo_decodes_each_image_once_for_many_extractors_and_changes_no
     assert sorted(decoded) == sorted(s.key for s in samples)  # once each, not once per extractor
     for p, s in zip(plain, shared):
         np.testing.assert_array_equal(p, s)
+
+
+def test_shared_outputs_decode_each_image_once_per_chunk_and_equal_separate_calls(demo_store, tmp_path, monkeypatch):
+    import exifkit.features as features
+    from exifkit.features import shared_outputs
+    from exifkit.perturb import load_protocols
+
+    samples = _samples(demo_store, 5)
+    protocol = load_protocols()["blur1.0"]
+    torch.manual_seed(0)
+    a, b = Extractor(TINY).eval(), Extractor(TINY).eval()
+    separate = [cached_outputs(m, samples, demo_store, tmp_path / "separate", max_patches=8, protocol=protocol,
+                               progress=False)[0] for m in (a, b)]
+    real, decoded = features.load_sample, []
+    monkeypatch.setattr(features, "load_sample", lambda s, st: decoded.append(s.key) or real(s, st))
+    shared = shared_outputs([a, b], samples, demo_store, tmp_path / "shared", max_patches=8, protocol=protocol,
+                            progress=False, chunk=2)
+    assert sorted(decoded) == sorted(s.key for s in samples)  # once each, for both networks
+    for (values, failures), expected in zip(shared, separate):
+        assert not failures and list(values) == list(expected)
+        for key in expected:
+            np.testing.assert_array_equal(values[key], expected[key])

@@ -41,12 +41,12 @@ class StubDensity:
 
 @pytest.fixture
 def known_scores(monkeypatch):
-    def scores(network, samples, store, cache_root, **options):
+    def scores(network):
         if isinstance(network, Extractor):  # features: one number, the log-likelihood
             return {k: np.array([v]) for k, v in LOGLIK.items()}, FailureReport()
         return dict(PFAKE), FailureReport()
 
-    monkeypatch.setattr(robustness, "cached_outputs", scores)
+    monkeypatch.setattr(robustness, "shared_outputs", lambda networks, *a, **k: [scores(n) for n in networks])
 
 
 def test_both_detectors_under_each_protocol_from_hand_worked_scores(known_scores, tmp_path, monkeypatch):

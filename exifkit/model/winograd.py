@@ -191,10 +191,17 @@ def _owed(x, stats, ln_weight, ln_bias, low, high):
     return x if stats is None else PendingNorm(stats, ln_weight, ln_bias, low, high).apply(x)
 
 
-@torch.library.custom_op("exifkit::winograd_conv3x3", mutates_args=())
-def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                     stats: torch.Tensor | None, ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None,
-                     low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
+# Defined with torch.library's low-level API: a ``torch.library.custom_op`` imports TorchDynamo on its first
+# call (about 1 s, once per process: every notebook and command paid it) to wrap the function.
+_OPS = torch.library.Library("exifkit", "DEF")
+_OPS.define("winograd_conv3x3(Tensor x, Tensor transformed, Tensor weight, Tensor bias, Tensor? stats, "
+            "Tensor? ln_weight, Tensor? ln_bias, float low, float high) -> (Tensor, Tensor)")
+_OPS.define("norm_pool(Tensor x, Tensor stats, Tensor ln_weight, Tensor ln_bias, float low, float high) -> Tensor")
+
+
+def _winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                      stats: torch.Tensor | None, ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None,
+                      low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The operator: ``conv2d(owed LayerNorm(x), weight, bias, padding=1)`` on a channels-last map and
     each output map's (sum, sum of squares) in float64. The C kernel runs it where it is compiled and
     the map is one it tiles (CPU, float32); anywhere else the same result comes from PyTorch's own
@@ -217,7 +224,11 @@ def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, weight: torch.T
     return y, sums
 
 
-@winograd_conv3x3.register_fake
+_OPS.impl("winograd_conv3x3", _winograd_conv3x3, "CompositeExplicitAutograd")
+winograd_conv3x3 = torch.ops.exifkit.winograd_conv3x3.default
+
+
+@torch.library.register_fake("exifkit::winograd_conv3x3")
 def _(x, transformed, weight, bias, stats, ln_weight, ln_bias, low, high):
     return torch.empty_like(x, memory_format=torch.channels_last), x.new_empty(x.shape[0], 2, dtype=torch.float64)
 
@@ -251,8 +262,7 @@ def is_stage_pool(pool: torch.nn.Module) -> bool:
         and pool.divisor_override is None
 
 
-@torch.library.custom_op("exifkit::norm_pool", mutates_args=())
-def norm_pool_op(x: torch.Tensor, stats: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
+def _norm_pool(x: torch.Tensor, stats: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
                  low: float, high: float) -> torch.Tensor:
     """The operator: the owed LayerNorm and clamp, then the 3x3 average pool (stride 2, padding 1),
     without writing the normalised map; PyTorch's own operations where the kernel cannot run."""
@@ -271,7 +281,11 @@ def norm_pool_op(x: torch.Tensor, stats: torch.Tensor, ln_weight: torch.Tensor, 
     return y
 
 
-@norm_pool_op.register_fake
+_OPS.impl("norm_pool", _norm_pool, "CompositeExplicitAutograd")
+norm_pool_op = torch.ops.exifkit.norm_pool.default
+
+
+@torch.library.register_fake("exifkit::norm_pool")
 def _(x, stats, ln_weight, ln_bias, low, high):
     n, c, h, w = x.shape
     return x.new_empty(n, c, (h + 1) // 2, (w + 1) // 2).contiguous(memory_format=torch.channels_last)
