@@ -36,20 +36,32 @@ class Detector:
     """Both detectors of a bundle. ``score`` takes a path, a PIL image or an RGB uint8 array."""
 
     def __init__(self, extractor: Extractor, oneclass: OneClassDetector, binary: BinaryModel | None,
-                 max_patches: int | None, meta: dict):
+                 max_patches: int | None, meta: dict, precision: str = "auto"):
         self.extractor, self.oneclass = extractor.eval(), oneclass
         self.binary = binary.eval() if binary is not None else None
+        self.precision = precision
         self.max_patches, self.meta = max_patches, meta
         self.root: Path | None = None  # the bundle folder, when loaded from one
         self.binary_threshold = float(meta.get("binary_threshold", 0.5))
         self.warnings = guard_rails(meta)
 
+    @property
+    def precision(self) -> str:
+        """Of both networks' inference (see :attr:`exifkit.model.Extractor.inference_precision`)."""
+        return self.extractor.precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        for network in (self.extractor, self.binary.extractor if self.binary is not None else None):
+            if network is not None:
+                network.precision = value
+
     @classmethod
-    def from_bundle(cls, path: str | Path | None = None) -> "Detector":
+    def from_bundle(cls, path: str | Path | None = None, precision: str = "auto") -> "Detector":
         """``path`` None: the shipped reference bundle (see :func:`~exifkit.bundle.default_bundle`)."""
         root = Path(path) if path is not None else default_bundle(find_root())
         meta, extractor, oneclass, binary = read_bundle(root)
-        detector = cls(extractor, oneclass, binary, meta["max_patches"], meta)
+        detector = cls(extractor, oneclass, binary, meta["max_patches"], meta, precision)
         detector.root = root
         return detector
 
@@ -63,8 +75,9 @@ class Detector:
                 self.binary, self.meta.get("binary_validation") or {"threshold": self.binary_threshold})
         ablation = self.meta.get("ablation_binary")
         if ablation and ABLATION_FILE in self.meta["files"]:
-            out[f"alpha={ablation['alpha']:g}"] = (load_bundled_binary(self.root / ABLATION_FILE, self.extractor.config),
-                                                   ablation["validation"])
+            ablated = load_bundled_binary(self.root / ABLATION_FILE, self.extractor.config)
+            ablated.extractor.precision = self.precision
+            out[f"alpha={ablation['alpha']:g}"] = (ablated, ablation["validation"])
         return out
 
     @torch.inference_mode()

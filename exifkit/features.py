@@ -35,10 +35,11 @@ def weights_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _cache_tag(what: str, patch_size: int, max_patches: int | None, protocol) -> str:
-    # the raw protocol (no steps) and no protocol are the same pixels, so they share entries
+def _cache_tag(what: str, patch_size: int, max_patches: int | None, protocol, precision: str = "fp32") -> str:
+    # the raw protocol (no steps) and no protocol are the same pixels, so they share entries; float32
+    # entries keep the tag they had before bf16 inference existed
     pixels = "raw" if protocol is None or not protocol.steps else protocol.key
-    return f"{what} grid{patch_size} cap{max_patches} v1 {pixels}"
+    return f"{what} grid{patch_size} cap{max_patches} v1 {pixels}" + ("" if precision == "fp32" else f" {precision}")
 
 
 class FeatureCache:
@@ -240,7 +241,8 @@ def cached_outputs(network, samples: list[Sample], store: DataStore, cache_root:
     else:
         extractor, head, what, owner = network.extractor, network.fake_probability_of, "pfake", "binary"
     cache = FeatureCache(cache_root, f"{owner}-{weights_hash(network)}",
-                         _cache_tag(what, extractor.config.patch_size, max_patches, protocol))
+                         _cache_tag(what, extractor.config.patch_size, max_patches, protocol,
+                                    extractor.inference_precision))
     values, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
                                             transform=protocol, head=head, progress=progress, memo=memo)
     kept = [s.key for s, o in zip(samples, ok) if o]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,49 @@ def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore
             tables.append(t)
             failures[(protocol.id, name)] = fail
     return pd.concat(tables, ignore_index=True), failures
+
+
+@contextmanager
+def _inference_precision(precision: str, *extractors):
+    before = [e.precision for e in extractors]
+    try:
+        for e in extractors:
+            e.precision = precision
+        yield
+    finally:
+        for e, p in zip(extractors, before):
+            e.precision = p
+
+
+def _interval(text: str) -> tuple[float, float]:
+    low, high = text.strip("[]").split(",")
+    return float(low), float(high)
+
+
+def precision_agreement(suite: Suite, store: DataStore, cache_root: Path, *, extractor, oneclass, binary,
+                        binary_threshold: float, max_patches: int | None, bootstrap: int, seed: int = 0,
+                        precisions=("fp32", "auto")) -> pd.DataFrame:
+    """Both detectors' mean ROC-AUC and AP on the raw files under each inference precision, with the
+    float32 run's bootstrap intervals: whether bf16 products move a headline number outside the
+    interval that the test set's size already puts on it."""
+    raw = Protocol("raw", 1, "the files as they are", ())
+    rows = []
+    for precision in precisions:
+        with _inference_precision(precision, extractor, binary.extractor):
+            resolved = extractor.inference_precision
+            long, _ = evaluate_protocols([raw], suite, store, cache_root, extractor=extractor, oneclass=oneclass,
+                                         binary=binary, max_patches=max_patches, bootstrap=bootstrap, seed=seed,
+                                         progress=False, binary_threshold=binary_threshold)
+        for _, row in long[long["generator"] == "mean"].iterrows():
+            rows.append({"detector": row["detector"], "precision": f"{precision} ({resolved})",
+                         "auc": row["auc"], "auc 95% CI": row["auc 95% CI"], "ap": row["ap"],
+                         "ap 95% CI": row["ap 95% CI"], "acc": row["acc"]})
+    table = pd.DataFrame(rows)
+    base = table.groupby("detector").first()  # the first precision (float32) gives the intervals
+    table["auc within the first's CI"] = [
+        _interval(base.loc[d, "auc 95% CI"])[0] <= auc <= _interval(base.loc[d, "auc 95% CI"])[1]
+        for d, auc in zip(table["detector"], table["auc"])]
+    return table
 
 
 def pivot(long: pd.DataFrame, metric: str, detector: str) -> pd.DataFrame:

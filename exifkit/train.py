@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import SettingError
+from .model.extractor import PRECISIONS
 from .progress import progress_bar
 from .runtime import keep_freed_memory
 
@@ -77,7 +78,6 @@ def setup_run(device_name: str, seed: int) -> tuple[torch.device, Distributed]:
     return device, ctx
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
 log = logging.getLogger("exifkit.train")
 
 

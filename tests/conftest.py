@@ -7,6 +7,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist, each worker (and every process it starts: notebook kernels, benchmark and DDP
+    children, which inherit the variable) gets its share of the cores as threads. Two workers of two
+    OpenMP threads each on two cores spin against each other: on a clean-clone run the tiny notebooks took
+    700 s beside the other worker's tests against about 200 s alone. Set OMP_NUM_THREADS to choose."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
+_share_the_cores()
 SHARED = (ROOT.parent / "shared" / "data").resolve()
 IN_CI = bool(os.environ.get("CI"))
 

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("decoding.py", ("reference", "fast"), []),
     ("large_image.py", ("reference", "fast"), ["--modes", "reference", "fast"]),  # fast alone by default
     ("detect_kernel.py", ("direct", "winograd"), []),
+    ("inference_precision.py", ("fp32", "auto"), []),
 ])
 def test_benchmark_prints_both_modes_and_their_ratio(tmp_path, script, modes, extra):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *extra, "--devices", "cpu",

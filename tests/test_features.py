@@ -155,3 +155,23 @@ def test_shared_outputs_decode_each_image_once_per_chunk_and_equal_separate_call
         assert not failures and list(values) == list(expected)
         for key in expected:
             np.testing.assert_array_equal(values[key], expected[key])
+
+
+def test_each_inference_precision_has_its_own_cache_entries_and_float32_keeps_its_old_key(tmp_path, demo_store):
+    from exifkit.features import _cache_tag
+    from exifkit.model import winograd
+
+    samples = _samples(demo_store, 2)
+    torch.manual_seed(0)
+    model = Extractor(ExtractorConfig(patch_size=16, width=16, convs_per_stage=(1, 1, 1), transformer_depth=1,
+                                      heads=2, head_dim=4, mlp_dim=8), precision="fp32").eval()
+    fp32, _ = cached_outputs(model, samples, demo_store, tmp_path, max_patches=8, progress=False)
+    model.precision = "auto"
+    auto, _ = cached_outputs(model, samples, demo_store, tmp_path, max_patches=8, progress=False)
+    folders = {p.read_text().strip() for p in tmp_path.rglob("protocol.txt")}
+    assert _cache_tag("feature", 16, 8, None) == "feature grid16 cap8 v1 raw"  # as before bf16 existed
+    if winograd.bf16_available():
+        assert folders == {"feature grid16 cap8 v1 raw", "feature grid16 cap8 v1 raw bf16"}
+        assert any(not np.array_equal(fp32[k], auto[k]) for k in fp32)
+    else:
+        assert folders == {"feature grid16 cap8 v1 raw"}

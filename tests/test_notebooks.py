@@ -76,6 +76,8 @@ def test_robustness_covers_every_protocol_and_detector(tiny_run):
     out, _ = tiny_run
     assert len(_rows(out, "robustness_long")) == 1 + 14 * 2 * 14  # 14 protocols x 2 detectors x (13 generators + mean)
     assert (out / "tables" / "robustness_binary_ap.tex").is_file()
+    agreement = _rows(out, "precision_agreement")  # header, 2 detectors x (float32, the default)
+    assert len(agreement) == 5 and agreement[0].startswith("detector,precision,auc")
     for fig in ("robustness_curves", "format_alignment_binary"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
 

@@ -141,3 +141,23 @@ def test_ablation_means_put_each_ablation_beside_its_detector(long_table, monkey
     # the main binary run lost generator a under alignment (the fixture); the ablation, scored afresh, did not
     assert table.loc[("binary, alpha=0.05", "aligned_jpeg95"), "auc"] == pytest.approx((0.5 + 0.25) / 2)
     assert table.loc[("binary, alpha=0", "aligned_jpeg95"), "auc"] == pytest.approx((1 + 0.25) / 2)
+
+
+@pytest.mark.slow
+def test_the_default_inference_precision_keeps_both_detectors_auc_within_the_float32_interval(root, tmp_path):
+    """The reference bundle's detectors on the demo's test images (those they never trained on), raw files."""
+    from exifkit.config import data_store, load_profile
+    from exifkit.pipeline import choose_extractor
+
+    demo = load_profile("demo", root=root)
+    store = data_store(demo)
+    choice = choose_extractor("reference", tmp_path, root, profile="demo")
+    d = choice.detector
+    suite = demo.splits(store.manifest).excluding(choice.trained_on).suite
+    table = robustness.precision_agreement(suite, store, tmp_path, extractor=d.extractor, oneclass=d.oneclass,
+                                           binary=d.binary, binary_threshold=d.binary_threshold, max_patches=2,
+                                           bootstrap=100)
+    assert list(table["detector"]) == ["one-class GMM", "binary"] * 2
+    assert table["precision"].tolist()[:2] == ["fp32 (fp32)"] * 2
+    assert table["auc within the first's CI"].all(), table.to_string()
+    assert d.extractor.precision == "auto"  # restored afterwards

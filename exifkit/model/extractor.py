@@ -9,7 +9,9 @@ Two modes compute the same function. ``"reference"`` runs the modules one after 
 float32 and contiguous NCHW, and evaluates one image at a time: it is the plain reading of the
 architecture and the baseline the benchmarks compare against. ``"fast"`` (the default) computes the
 same outputs, to float32 rounding, with the rewrites described in :mod:`exifkit.model.fast`.
-The modes share every parameter, so a checkpoint loads into either.
+The modes share every parameter, so a checkpoint loads into either. At inference the fast mode may
+compute the convolutions' products in bf16 (``precision``, "auto" by default: see
+:attr:`Extractor.inference_precision` and docs/speed.md); training and :meth:`Extractor.forward` never do.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from . import fast
+from . import fast, winograd
 from .covariance import covariance_pool
 from .srm import SRMFilterBank
 
 MODES = ("fast", "reference")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,12 @@ class TransformerBlock(nn.Module):
 
 
 class Extractor(nn.Module):
-    def __init__(self, config: ExtractorConfig | None = None, mode: str = "fast", chunk_patches: int = 16):
+    def __init__(self, config: ExtractorConfig | None = None, mode: str = "fast", chunk_patches: int = 16,
+                 precision: str = "auto"):
         super().__init__()
         self.config = cfg = config or ExtractorConfig()
         self.mode = mode
+        self.precision = precision  # of inference (patch_vectors, embed); training and forward() stay float32
         self.chunk_patches = chunk_patches  # at inference; 16 patches of 64 px keep the maps in cache
         self._prepared: tuple | None = None  # (what it was derived from, fast.FastWeights) at inference
         sizes = cfg.stage_sizes()
@@ -164,7 +169,26 @@ class Extractor(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, not {value!r}")
         self._mode = value
 
-    def fast_weights(self) -> fast.FastWeights:
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {value!r}")
+        self._precision = value
+
+    @property
+    def inference_precision(self) -> str:
+        """What :meth:`patch_vectors` and :meth:`embed` compute in: "bf16" means the convolutions' products
+        in bf16 with float32 sums (the Winograd kernel on a CPU with AVX512-BF16), everything else float32.
+        "auto" is bf16 where that kernel runs, else fp32. The reference mode is always fp32."""
+        if self.mode == "reference" or self.precision == "fp32" or self.device.type != "cpu":
+            return "fp32"
+        return "bf16" if winograd.bf16_available() else "fp32"
+
+    def fast_weights(self, bf16: bool = False) -> fast.FastWeights:
         """What the fast path derives from the parameters (folded stem, Winograd filters: about 5 ms for
         the paper's network), kept between inference calls while the tensors it is derived from and the
         autocast state stay the same (under bf16 autocast the folded stem comes out in bf16: the frozen
@@ -175,10 +199,10 @@ class Extractor(nn.Module):
             return fast.prepare(self)
         device = self.device.type
         autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-        key = (autocast, *((t.data_ptr(), t.device, float(t.detach().sum(dtype=torch.float64)))
-                           for t in fast.derived_from(self)))
+        key = (autocast, bf16, *((t.data_ptr(), t.device, float(t.detach().sum(dtype=torch.float64)))
+                                 for t in fast.derived_from(self)))
         if self._prepared is None or self._prepared[0] != key:
-            self._prepared = (key, fast.prepare(self))
+            self._prepared = (key, fast.prepare(self, bf16))
         return self._prepared[1]
 
     def encode_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -218,7 +242,7 @@ class Extractor(nn.Module):
         self._check(patches)
         if self.mode == "reference":
             return self.encode_patches(patches)[0]
-        weights = self.fast_weights()
+        weights = self.fast_weights(self.inference_precision == "bf16")
         return torch.cat([fast.trunk(self, weights, chunk, keep_stages=False)[0]
                           for chunk in patches.split(self.chunk_patches)])
 

@@ -164,15 +164,17 @@ def derived_from(extractor) -> list[torch.Tensor]:
             *(t for layer in layers for t in (layer.conv.weight, layer.norm.weight, layer.norm.bias))]
 
 
-def prepare(extractor) -> FastWeights:
+def prepare(extractor, bf16: bool = False) -> FastWeights:
+    """``bf16``: Winograd filters for the kernel's bf16 products (inference on a CPU that has them)."""
     norms = [extractor.stem.norm] + [layer.norm for stage in extractor.stages for layer in stage.layers]
     convs = [layer.conv.weight for stage in extractor.stages for layer in stage.layers]
     inference = not torch.is_grad_enabled() and extractor.device.type == "cpu" and winograd.available()
+    bf16 = bf16 and inference and winograd.bf16_available()
     return FastWeights(
         stem=fold_stem(extractor.srm.weight, extractor.stem.conv.weight),
         norms=[(n.weight.permute(1, 2, 0).contiguous(), n.bias.permute(1, 2, 0).contiguous(), n.eps)
                for n in norms],
-        winograd=[winograd.transform_weight(w) if inference else None for w in convs])
+        winograd=[winograd.transform_weight(w, bf16) if inference else None for w in convs])
 
 
 def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: bool = True):

@@ -11,11 +11,22 @@
  * (36, C_in, C_out). Patches are split across OpenMP threads; the library links the same libgomp
  * as PyTorch, so the two share one thread pool instead of spinning against each other.
  *
+ * bf16 products: where the compiler targets AVX512-BF16, the 36 tile products can instead take bf16
+ * operands with float32 sums (one VDPBF16PS does the work of two float32 multiply-adds). The tiles are
+ * transformed in float32 and rounded to bf16 once, as they are stored; the filters arrive rounded, laid out
+ * as (36, C_in / 2, C_out, 2): each output channel's two consecutive input channels side by side, the
+ * operand layout of the instruction. Only the products change; every sum stays float32.
+ *
  * Transforms (Lavin & Gray, 2016, interpolation points 0, +-1, +-2, infinity):
  *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
  */
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#ifdef __AVX512BF16__
+#include <immintrin.h>
+#endif
 
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4)));
@@ -74,8 +85,40 @@ static inline v8d widen(v16 s) { /* the 16 lanes, summed in pairs into doubles *
     return __builtin_convertvector(lo, v8d) + __builtin_convertvector(hi, v8d);
 }
 
+#ifdef __AVX512BF16__
+/* m <- v @ u for the 36 tile positions, bf16 operands (v: (36, TILES, C), u: (36, C/2, C, 2)), float32 sums */
+static void products_bf16(const uint16_t *v, const uint16_t *u, int C, int T, float *m) {
+    for (int k = 0; k < 36; k++) {
+        const uint16_t *uk = u + (long)k * C * C, *vk = v + k * TILES * C;
+        for (int o = 0; o < C; o += 32) {
+            int two = o + 16 < C;
+            __m512 acc0[TILES], acc1[TILES];
+            for (int t = 0; t < TILES; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
+            for (int ci = 0; ci < C; ci += 2) {
+                const uint16_t *row = uk + (long)ci * C; /* the pair (ci, ci + 1): C outputs x 2 */
+                __m512bh u0 = (__m512bh)_mm512_loadu_si512(row + 2 * o);
+                __m512bh u1 = two ? (__m512bh)_mm512_loadu_si512(row + 2 * (o + 16)) : (__m512bh)_mm512_setzero_si512();
+                for (int t = 0; t < TILES; t++) {
+                    int32_t pair;
+                    memcpy(&pair, vk + t * C + ci, sizeof pair);
+                    __m512bh b = (__m512bh)_mm512_set1_epi32(pair);
+                    acc0[t] = _mm512_dpbf16_ps(acc0[t], b, u0);
+                    acc1[t] = _mm512_dpbf16_ps(acc1[t], b, u1);
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                _mm512_storeu_ps(m + (k * TILES + t) * C + o, acc0[t]);
+                if (two) _mm512_storeu_ps(m + (k * TILES + t) * C + o + 16, acc1[t]);
+            }
+        }
+    }
+}
+#endif
+
+/* ub: the bf16 filters, or NULL for float32 products with u; vb: room for the bf16 tiles */
 static void block(const float *x, const pending_norm *pre, long n, int H, int W, int C, int q0, int T,
-                  const float *u, const float *bias, float *y, float *v, float *m, v8d *sums) {
+                  const float *u, const uint16_t *ub, const float *bias, float *y, float *v, uint16_t *vb,
+                  float *m, v8d *sums) {
     const v16 zero = {0};
     float mean = pre ? pre->stats[2 * n] : 0, rstd = pre ? pre->stats[2 * n + 1] : 0;
     for (int t = 0; t < T; t++) {
@@ -98,9 +141,21 @@ static void block(const float *x, const pending_norm *pre, long n, int H, int W,
             }
             for (int j = 0; j < 6; j++) input_1d(d + j, 6);
             for (int i = 0; i < 6; i++) input_1d(d + 6 * i, 1);
+#ifdef __AVX512BF16__
+            if (ub) {
+                for (int k = 0; k < 36; k++)
+                    _mm256_storeu_si256((__m256i *)(vb + (k * TILES + t) * C + c), (__m256i)_mm512_cvtneps_pbh(d[k]));
+                continue;
+            }
+#endif
             for (int k = 0; k < 36; k++) STORE(v + (k * TILES + t) * C + c, d[k]);
         }
     }
+#ifdef __AVX512BF16__
+    if (ub)
+        products_bf16(vb, ub, C, T, m); /* rows past T of a short block are computed from stale tiles, never stored */
+    else
+#endif
     for (int k = 0; k < 36; k++) { /* 36 independent (T x C) @ (C x C) products */
         const float *uk = u + (long)k * C * C, *vk = v + k * TILES * C;
         for (int o = 0; o < C; o += 32) {
@@ -141,29 +196,41 @@ static void block(const float *x, const pending_norm *pre, long n, int H, int W,
     }
 }
 
-/* x, y: (N, H, W, C); u: (36, C, C); bias: (C); pre: NULL, or the LayerNorm + clamp to apply to x
+/* Whether this build has the bf16 products (compiled for a CPU with AVX512-BF16). */
+int exifkit_winograd_bf16(void) {
+#ifdef __AVX512BF16__
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* x, y: (N, H, W, C); u: (36, C, C), or NULL with u_bf16: (36, C/2, C, 2) bf16 bits; bias: (C); pre: NULL, or the LayerNorm + clamp to apply to x
  * first (pre_stats NULL means none); sums: (N, 2), the sum and the sum of squares of each patch's
  * output (what the next LayerNorm needs), or NULL. Returns 0, -1 for a shape it does not handle,
  * -2 when out of memory. */
 int exifkit_winograd_conv3x3(const float *x, long N, int H, int W, int C, const float *pre_stats,
                              const float *pre_weight, const float *pre_bias, float pre_low, float pre_high,
-                             const float *u, const float *bias, float *y, double *sums, int threads) {
+                             const float *u, const uint16_t *u_bf16, const float *bias, float *y, double *sums,
+                             int threads) {
     pending_norm pending = {pre_stats, pre_weight, pre_bias, pre_low, pre_high};
     const pending_norm *pre = pre_stats ? &pending : NULL;
-    if (C <= 0 || C % 16 || H <= 0 || W <= 0 || H % 4 || W % 4) return -1;
+    if (C <= 0 || C % 16 || H <= 0 || W <= 0 || H % 4 || W % 4 || !u == !u_bf16) return -1;
+    if (u_bf16 && !exifkit_winograd_bf16()) return -1;
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
         float *v = aligned_alloc(64, sizeof(float) * 36 * TILES * C);
         float *m = aligned_alloc(64, sizeof(float) * 36 * TILES * C);
-        if (!v || !m) failed = 1;
+        uint16_t *vb = aligned_alloc(64, sizeof(uint16_t) * 36 * TILES * C);
+        if (!v || !m || !vb) failed = 1;
 #pragma omp for schedule(static)
         for (long n = 0; n < N; n++) {
             v8d s[2] = {{0}, {0}};
             if (failed) continue;
             for (int q0 = 0, tiles = H / 4 * (W / 4); q0 < tiles; q0 += TILES)
-                block(x + n * H * W * C, pre, n, H, W, C, q0, tiles - q0 < TILES ? tiles - q0 : TILES, u, bias,
-                      y + n * H * W * C, v, m, s);
+                block(x + n * H * W * C, pre, n, H, W, C, q0, tiles - q0 < TILES ? tiles - q0 : TILES, u, u_bf16,
+                      bias, y + n * H * W * C, v, vb, m, s);
             if (sums) {
                 sums[2 * n] = sums[2 * n + 1] = 0;
                 for (int l = 0; l < 8; l++) {
@@ -174,6 +241,7 @@ int exifkit_winograd_conv3x3(const float *x, long N, int H, int W, int C, const 
         }
         free(v);
         free(m);
+        free(vb);
     }
     return failed ? -2 : 0;
 }

@@ -105,8 +105,9 @@ def _build() -> ctypes.CDLL:
         raise RuntimeError(f"cannot build or load the kernel in {' or '.join(map(str, folders))}: {problem}")
     fn = lib.exifkit_winograd_conv3x3
     ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-    fn.argtypes = [ptr, ctypes.c_long, i32, i32, i32, ptr, ptr, ptr, f32, f32, ptr, ptr, ptr, ptr, i32]
+    fn.argtypes = [ptr, ctypes.c_long, i32, i32, i32, ptr, ptr, ptr, f32, f32, ptr, ptr, ptr, ptr, ptr, i32]
     fn.restype = ctypes.c_int
+    lib.exifkit_winograd_bf16.argtypes, lib.exifkit_winograd_bf16.restype = [], ctypes.c_int
     fn = lib.exifkit_norm_pool
     fn.argtypes = [ptr, ctypes.c_long, i32, i32, i32, ptr, ptr, ptr, f32, f32, ptr, i32]
     fn.restype = ctypes.c_int
@@ -129,16 +130,31 @@ def available() -> bool:
     return _library() is not None
 
 
+def bf16_available() -> bool:
+    """Whether the kernel was built with bf16 products (a CPU with AVX512-BF16)."""
+    return available() and bool(_library().exifkit_winograd_bf16())
+
+
 def status() -> str:
     """Why the kernel is or is not in use (for benchmark records and bug reports)."""
     _library()
     return _state["why"]
 
 
-def transform_weight(weight: torch.Tensor) -> torch.Tensor:
-    """(C_out, C_in, 3, 3) -> G g G^T as (36, C_in, C_out), computed in double."""
-    u = torch.einsum("ak,oikl,bl->abio", _G, weight.detach().double().cpu(), _G)
-    return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
+def transform_weight(weight: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """(C_out, C_in, 3, 3) -> G g G^T as (36, C_in, C_out) float32, computed in double; with ``bf16``,
+    rounded to bf16 once and laid out (36, C_in / 2, C_out, 2) for the kernel's bf16 products."""
+    o, i = weight.shape[:2]
+    u = torch.einsum("ak,oikl,bl->abio", _G, weight.detach().double().cpu(), _G).reshape(36, i, o)
+    if bf16:
+        return u.reshape(36, i // 2, 2, o).transpose(2, 3).to(torch.bfloat16).contiguous()
+    return u.float().contiguous()
+
+
+def _filters_fit(u: torch.Tensor, c: int) -> bool:
+    if u.dtype == torch.bfloat16:
+        return u.shape == (36, c // 2, c, 2) and u.is_contiguous()
+    return u.dtype == torch.float32 and u.shape == (36, c, c) and u.is_contiguous()
 
 
 def usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
@@ -207,7 +223,8 @@ def _winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, weight: torch.
     the map is one it tiles (CPU, float32); anywhere else the same result comes from PyTorch's own
     operations (the registered fallback)."""
     n, c, h, w = x.shape
-    if not (usable(x, weight, bias) and transformed.shape == (36, c, c)):
+    bf16 = transformed.dtype == torch.bfloat16
+    if not (usable(x, weight, bias) and _filters_fit(transformed, c) and (not bf16 or bf16_available())):
         y = F.conv2d(_owed(x, stats, ln_weight, ln_bias, low, high), weight, bias, padding=1)
         y = y.contiguous(memory_format=torch.channels_last)
         flat = y.double().flatten(1)
@@ -217,8 +234,9 @@ def _winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, weight: torch.
     pre = (stats.data_ptr(), ln_weight.data_ptr(), ln_bias.data_ptr(), low, high) if stats is not None \
         else (None, None, None, 0.0, 0.0)
     with torch.profiler.record_function(PROFILER_NAME):  # invisible to the profiler otherwise
-        rc = _library().exifkit_winograd_conv3x3(x.data_ptr(), n, h, w, c, *pre, transformed.data_ptr(),
-                                                 bias.data_ptr(), y.data_ptr(), sums.data_ptr(), torch.get_num_threads())
+        u, ub = (None, transformed.data_ptr()) if bf16 else (transformed.data_ptr(), None)
+        rc = _library().exifkit_winograd_conv3x3(x.data_ptr(), n, h, w, c, *pre, u, ub, bias.data_ptr(),
+                                                 y.data_ptr(), sums.data_ptr(), torch.get_num_threads())
     if rc != 0:
         raise RuntimeError(f"Winograd kernel failed (code {rc}) on a {tuple(x.shape)} map")
     return y, sums
@@ -246,7 +264,7 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         return F.conv2d(pending.apply(x) if pending else x, weight, bias, padding=1), None
     n, c, h, w = x.shape
     u = transformed if transformed is not None else transform_weight(weight)
-    if u.shape != (36, c, c) or u.dtype != torch.float32 or not u.is_contiguous():
+    if not _filters_fit(u, c):
         raise ValueError(f"transformed filters of shape {tuple(u.shape)} ({u.dtype}) for {c} channels")
     b = bias.detach().float().contiguous() if bias is not None else torch.zeros(c)
     if pending is not None and (pending.weight.shape != (h, w, c) or pending.bias.shape != (h, w, c)
