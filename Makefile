@@ -30,7 +30,7 @@ SITE_PROFILE := $(if $(filter command line environment,$(origin PROFILE)),$(PROF
 site: $(STAMP)
 	$(BIN)/exifkit course site --profile $(SITE_PROFILE)
 
-## The whole test suite (two workers, one test file each at a time): the demo notebooks (once), benchmarks in smoke mode and the slow end-to-end checks included
+## The whole test suite (two workers, one test file each at a time, each with its share of the cores as threads): every notebook once on the tiny profile, benchmarks in smoke mode and the slow end-to-end checks included
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
