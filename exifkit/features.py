@@ -24,6 +24,7 @@ from .data.manifest import DataStore
 from .data.suites import Sample, load_sample
 from .model import Extractor
 from .patches import grid_patches, to_tensor
+from .perturb import Protocol
 from .progress import progress_bar as tqdm
 
 
@@ -68,21 +69,28 @@ class FeatureCache:
         tmp.replace(self.path(key))
 
 
-class PixelMemo:
-    """Decoded pixels, after the protocol, kept in memory by (sample, protocol): a study that scores many
-    networks on the same images decodes and re-encodes each image once, not once per network."""
+def patches_after(image: np.ndarray, transform, sample: Sample, size: int, max_patches: int | None) -> np.ndarray:
+    """The grid patches of ``image`` once ``transform`` has run on it; a protocol runs only where the
+    patches need it (:meth:`~exifkit.perturb.Protocol.patches`)."""
+    if isinstance(transform, Protocol):
+        return transform.patches(image, size, max_patches)
+    return grid_patches(transform(image, sample) if transform is not None else image, size, max_patches)
+
+
+class PatchMemo:
+    """Patches after the protocol, kept in memory by (sample, protocol, patch grid): a study that scores
+    many networks on the same images decodes and re-encodes each image once, not once per network."""
 
     def __init__(self):
-        self._pixels: dict[tuple[str, str], np.ndarray] = {}
+        self._patches: dict[tuple, np.ndarray] = {}
 
-    def pixels(self, sample: Sample, store: DataStore, transform=None) -> np.ndarray:
-        key = (sample.key, getattr(transform, "key", "raw") if transform is not None else "raw")
-        if key not in self._pixels:
-            image = load_sample(sample, store)
-            image = transform(image, sample) if transform is not None else image
-            image.setflags(write=False)
-            self._pixels[key] = image
-        return self._pixels[key]
+    def patches(self, sample: Sample, store: DataStore, transform, size: int, max_patches: int | None) -> np.ndarray:
+        key = (sample.key, getattr(transform, "key", "raw") if transform is not None else "raw", size, max_patches)
+        if key not in self._patches:
+            patches = patches_after(load_sample(sample, store), transform, sample, size, max_patches)
+            patches.setflags(write=False)
+            self._patches[key] = patches
+        return self._patches[key]
 
 
 def prefetched(fn: Callable, items: Sequence, depth: int) -> Iterator[tuple[object, object]]:
@@ -187,7 +195,7 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
                      transform: Callable[[np.ndarray, Sample], np.ndarray] | None = None,
                      head: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_patches: int = 64,
                      prefetch: int = 2, progress: bool = True,
-                     memo: PixelMemo | None = None) -> tuple[np.ndarray, np.ndarray, FailureReport]:
+                     memo: PatchMemo | None = None) -> tuple[np.ndarray, np.ndarray, FailureReport]:
     """Features (n_ok, D) of every patch of each sample, a boolean mask of which samples succeeded,
     and the failures.
 
@@ -196,7 +204,7 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
     be part of the cache protocol. In the fast mode, patches of several images are batched and the
     next ``prefetch`` images are decoded while the network runs; the reference mode of the extractor
     decodes and encodes one image at a time, the plain baseline the benchmarks compare against. A ``memo``
-    keeps the decoded pixels for the next extractor.
+    keeps the patches for the next extractor.
     """
     size = extractor.config.patch_size
     feats: dict[int, np.ndarray] = {}
@@ -209,11 +217,8 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
 
     def decode(i: int) -> np.ndarray:
         if memo is not None:
-            return grid_patches(memo.pixels(samples[i], store, transform), size, max_patches)
-        image = load_sample(samples[i], store)
-        if transform is not None:
-            image = transform(image, samples[i])
-        return grid_patches(image, size, max_patches)
+            return memo.patches(samples[i], store, transform, size, max_patches)
+        return patches_after(load_sample(samples[i], store), transform, samples[i], size, max_patches)
 
     todo = []
     for i, sample in enumerate(samples):
@@ -227,7 +232,7 @@ def extract_features(extractor: Extractor, samples: list[Sample], store: DataSto
 
 def cached_outputs(network, samples: list[Sample], store: DataStore, cache_root: Path, *,
                    max_patches: int | None, protocol=None, progress: bool = True,
-                   memo: PixelMemo | None = None) -> tuple[dict, FailureReport]:
+                   memo: PatchMemo | None = None) -> tuple[dict, FailureReport]:
     """What ``network`` says of each sample that loads, by sample key, and the failures: an
     :class:`~exifkit.model.Extractor` gives its image feature (an array), a binary detector (anything
     with an ``extractor`` and a ``fake_probability_of`` head) gives P(fake) (a float). ``protocol`` (a
@@ -261,7 +266,7 @@ def shared_outputs(networks: Sequence, samples: list[Sample], store: DataStore, 
     results = [({}, FailureReport()) for _ in networks]
     with tqdm(total=len(samples), desc="images", unit="img", disable=not progress) as bar:
         for start in range(0, len(samples), chunk):
-            part, memo = samples[start:start + chunk], PixelMemo()
+            part, memo = samples[start:start + chunk], PatchMemo()
             for (values, failures), network in zip(results, networks):
                 got, failed = cached_outputs(network, part, store, cache_root, max_patches=max_patches,
                                              protocol=protocol, progress=False, memo=memo)

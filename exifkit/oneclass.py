@@ -31,6 +31,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from .errors import SettingError, TooFewImagesError
 from .features import cached_outputs
@@ -189,7 +190,16 @@ class OneClassDetector(OutlierMixin, BaseEstimator):
     def fit(self, X, y=None) -> "OneClassDetector":
         """Fitted in float64: on a few hundred float32 features EM fails outright with "ill-defined
         empirical covariance" where float64 converges (measured on the extended profile's 648 reals).
-        ``y`` is ignored: only reals are fitted."""
+        ``y`` is ignored: only reals are fitted.
+
+        BLAS runs on one thread here: the matrices (a few hundred by 528) are too small to split, and
+        numpy's and scipy's OpenBLAS pools, each of one thread per core, wait on each other and on
+        PyTorch's threads (measured on 2 cores: the demo's small-sample selection 8.9 s on BLAS's
+        default threads, 3.2 s on one)."""
+        with threadpool_limits(1, user_api="blas"):
+            return self._fit(X)
+
+    def _fit(self, X) -> "OneClassDetector":
         if self.method not in METHODS:
             raise SettingError(f"method must be one of {METHODS}, not {self.method!r}")
         X = validate_data(self, X, dtype=np.float64)

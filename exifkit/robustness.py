@@ -13,7 +13,7 @@ from .features import shared_outputs
 from .metrics import suite_table
 from .model.extractor import random_extractor
 from .oneclass import OneClassDetector, saved_detector
-from .perturb import Protocol
+from .perturb import Protocol, load_protocols
 
 
 def evaluate_protocols(protocols: list[Protocol], suite: Suite, store: DataStore, cache_root: Path, *,
@@ -63,7 +63,7 @@ def precision_agreement(suite: Suite, store: DataStore, cache_root: Path, *, ext
     """Both detectors' mean ROC-AUC and AP on the raw files under each inference precision, with the
     float32 run's bootstrap intervals: whether bf16 products move a headline number outside the
     interval that the test set's size already puts on it."""
-    raw = Protocol("raw", 1, "the files as they are", ())
+    raw = load_protocols()["raw"]
     rows = []
     for precision in precisions:
         with _inference_precision(precision, extractor, binary.extractor):

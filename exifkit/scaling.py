@@ -37,7 +37,7 @@ from .detect import Detector
 from .errors import SettingError
 from .exif.read import read_many
 from .exif.schema import TAGS
-from .features import PixelMemo, cached_outputs
+from .features import PatchMemo, cached_outputs
 from .loglinear import __doc__ as assumptions, fit_table
 from .metrics import paired_difference, seen_unseen_means, suite_table
 from .model.heads import head_sizes
@@ -287,14 +287,14 @@ class Evaluator:
     cache_root: Path
     protocol: object
     probe_sets: tuple  # (train, validation) samples
-    memo: object = None  # decoded, aligned pixels shared by every network scored
+    memo: object = None  # aligned patches, decoded once for every network scored
 
     @classmethod
     def build(cls, profile, config, photos, splits, store, cache_root):
 
         bcfg = profile.binary_config()
         return cls(profile, config, photos, splits, store, Path(cache_root), load_protocols()["aligned_jpeg95"],
-                   validation_split(splits.binary_train, bcfg.validation_fraction, profile.seed), PixelMemo())
+                   validation_split(splits.binary_train, bcfg.validation_fraction, profile.seed), PatchMemo())
 
     def outputs(self, model) -> dict:
         """Per-photo head outputs of both held-out views, probe and one-class test scores."""

@@ -83,7 +83,9 @@ from exifkit.model.extractor import random_extractor
 from exifkit.oneclass import component_sweep, describe_runs, evaluate_and_save, mean_summary
 from exifkit.perturb import load_protocols
 from exifkit.report import roc_figure, save_figure, save_table, score_histograms, side_by_side
+from exifkit.runtime import keep_freed_memory
 
+keep_freed_memory()  # freed blocks kept for reuse, not returned to the system: features 1.5x faster
 out = Path(results_dir)
 prof = load_profile(profile)
 store = data_store(prof, mirrors=mirrors)

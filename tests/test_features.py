@@ -116,7 +116,7 @@ def test_folder_features_equal_manifest_features_and_report_bad_files(tmp_path, 
 
 def test_a_pixel_memo_decodes_each_image_once_for_many_extractors_and_changes_no_feature(demo_store, monkeypatch):
     import exifkit.features as features
-    from exifkit.features import PixelMemo
+    from exifkit.features import PatchMemo
     from exifkit.perturb import load_protocols
 
     samples = _samples(demo_store, 4)
@@ -127,7 +127,7 @@ def test_a_pixel_memo_decodes_each_image_once_for_many_extractors_and_changes_no
              for m in (a, b)]
     real, decoded = features.load_sample, []
     monkeypatch.setattr(features, "load_sample", lambda s, st: decoded.append(s.key) or real(s, st))
-    memo = PixelMemo()
+    memo = PatchMemo()
     shared = [extract_features(m, samples, demo_store, max_patches=8, transform=protocol, progress=False, memo=memo)[0]
               for m in (a, b)]
     assert sorted(decoded) == sorted(s.key for s in samples)  # once each, not once per extractor

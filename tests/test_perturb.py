@@ -100,3 +100,40 @@ def test_a_protocol_made_in_a_notebook_keys_like_one_from_the_file(protocols):
         make_protocol("x", {"version": 1, "steps": [{"op": "sharpen"}]})
     with pytest.raises(KeyError):
         make_protocol("x", {"steps": []})  # a version is what invalidates cached features: required
+
+
+def _photo_like(h: int, w: int, seed: int) -> np.ndarray:
+    """Smooth structure plus sensor-like noise, so JPEG blocks and blur edges both have work to do."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(x / 17.0 + seed) * np.cos(y / 23.0)
+    image = base[..., None] + np.array([0, 25, -25]) * np.cos(x / 41.0)[..., None] + rng.normal(0, 12, (h, w, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(300, 437), (129, 64), (64, 64), (517, 1003), (90, 250)])
+@pytest.mark.parametrize("size, cap", [(64, 1), (64, 4), (64, 9), (32, 5), (64, 1000), (64, None)])
+def test_patches_of_a_protocol_equal_the_patches_of_the_whole_perturbed_image(protocols, shape, size, cap):
+    from exifkit.patches import grid_patches
+    from exifkit.perturb import make_protocol
+
+    chain = make_protocol("blur_then_jpeg", {"version": 1, "steps": [{"op": "blur", "sigma": 1.5},
+                                                                     {"op": "jpeg", "quality": 75}]})
+    image = _photo_like(*shape, seed=shape[1])
+    for protocol in [*protocols.values(), chain]:
+        expected = grid_patches(protocol(image), size, cap)
+        got = protocol.patches(image, size, cap)
+        assert got.shape == expected.shape and np.array_equal(got, expected), (protocol.id, shape, size, cap)
+
+
+def test_a_capped_blur_or_jpeg_runs_only_on_the_rows_its_patches_come_from(protocols, monkeypatch):
+    from exifkit import perturb
+
+    seen, apply = [], perturb.Step.apply
+    monkeypatch.setattr(perturb.Step, "apply", lambda self, image: seen.append(image.shape[:2]) or apply(self, image))
+    image = _photo_like(1200, 1600, seed=1)
+    for pid in ("blur3.0", "jpeg90"):
+        seen.clear()
+        protocols[pid].patches(image, 64, 4)
+        (h, w), = seen
+        assert h * w < image.shape[0] * image.shape[1] / 10, (pid, h, w)
