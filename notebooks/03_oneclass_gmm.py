@@ -23,7 +23,7 @@
 # > **Prerequisites.** Notebook 02 (what the features are). Gaussian densities and log-likelihoods;
 # > ROC curves.
 # >
-# > **Run time.** About 2.5 minutes on two CPU cores for the demo profile (features of the paper-size
+# > **Run time.** About 45 s on two CPU cores for the demo profile (features of the paper-size
 # > reference network and of a random one for about 500 images, raw and aligned; cached after the first
 # > run). About 7 minutes for `extended`, most of it choosing the small-sample density.
 # >

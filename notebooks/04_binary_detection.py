@@ -23,7 +23,7 @@
 # > **Prerequisites.** Notebooks 02 and 03. Binary classification, ROC curves, train/validation/test
 # > splits.
 # >
-# > **Run time.** About 2 minutes on two CPU cores for the demo profile with the reference detectors
+# > **Run time.** About 30 s on two CPU cores for the demo profile with the reference detectors
 # > (nothing trains); about 5 minutes with `extractor = "pretext"`, which trains both detectors here.
 # >
 # > **Exercises.** 4.1 (coding) the regularised loss; 4.2 (predict) switching the format alignment off;

@@ -23,7 +23,7 @@
 # >
 # > **Prerequisites.** Notebooks 03 and 04. Bootstrap resampling in outline.
 # >
-# > **Run time.** About 4.5 minutes on two CPU cores for the demo profile (14 protocols, both
+# > **Run time.** About 1.5 minutes on two CPU cores for the demo profile (14 protocols, both
 # > detectors), about 6 minutes for `extended`.
 # >
 # > **Exercises.** 5.1 (predict) JPEG quality 50; 5.2 (coding) a bootstrap interval; 5.3 (concept) the
