@@ -53,7 +53,7 @@ clean-results:
 paper-eval: $(STAMP)
 	$(BIN)/exifkit reproduce --profile paper --notebooks 00 05 --param official=true
 
-## Speed: every benchmark in benchmarks/, both modes (or precisions) side by side, and the streaming data path (about 15 minutes on 2 cores)
+## Speed: every benchmark in benchmarks/, both modes (or precisions) side by side, the streaming data path, and the kit against the authors' network where EXIFKIT_OFFICIAL_REPO names a checkout of it (about 30 minutes on 2 cores)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/extractor_inference.py
 	$(BIN)/python benchmarks/training.py
@@ -63,3 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/profile_extractor.py
 	$(BIN)/python benchmarks/data_path.py
 	$(BIN)/python benchmarks/detect_kernel.py
+	$(BIN)/python benchmarks/inference_precision.py
+	$(BIN)/python benchmarks/versus_official.py
+	$(BIN)/python benchmarks/profile_parts.py
+	$(BIN)/python benchmarks/memory.py --devices cpu

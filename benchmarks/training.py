@@ -20,25 +20,24 @@ def add_arguments(parser):
     parser.add_argument("--binary-images", type=int, default=16, help="images per binary step")
 
 
-def workload(mode: str, device: str, args, precision: str = "fp32") -> dict:
-    """Pretext pairs/s and binary images/s of the extractor in ``mode`` (``precision.py`` reuses it with
-    the fast mode in both precisions)."""
-    import numpy as np
+def demo_cameras():
+    """The demo store and its first 64 camera photos, which every training benchmark draws from."""
+    from exifkit.config import data_store, load_profile
+
+    store = data_store(load_profile("demo", ROOT))
+    return store, [store.path(e) for e in store.manifest if e.kind == "camera"][:64]
+
+
+def pretext_trainer(mode: str, device: str, args, precision: str, cameras):
+    """One pretext step per call (``step`` picks the pairs), as the trainer takes it; returns the pairs."""
     import torch
 
-    from exifkit.binary import BinaryConfig, BinaryModel, binary_batch, binary_step, frozen_teacher
-    from exifkit.config import data_store, load_profile
-    from exifkit.data.images import load_rgb
     from exifkit.exif.read import read_many
-    from exifkit.model import Extractor, ExtractorConfig
+    from exifkit.model import ExtractorConfig
     from exifkit.model.heads import head_sizes
     from exifkit.pretext import PretextConfig, PretextModel, load_photos, make_batch, pair_batch, pretext_step
 
-    from _common import rate
-
     torch.manual_seed(0)
-    store = data_store(load_profile("demo", ROOT))
-    cameras = [store.path(e) for e in store.manifest if e.kind == "camera"][:64]
     photos = load_photos(cameras, read_many(cameras), max_side=1024)
     pretext = PretextConfig(extractor=ExtractorConfig(), batch_pairs=args.pairs)
     model = PretextModel(pretext.extractor, head_sizes({k: len(v.classes)
@@ -46,17 +45,25 @@ def workload(mode: str, device: str, args, precision: str = "fp32") -> dict:
     model.extractor.mode = mode
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=pretext.lr)
-    step = {"n": 0}
 
-    def pretext_steps():
-        first, second, seeds = pair_batch(len(photos), step["n"], pretext.batch_pairs, pretext.seed)
+    def once(step: int) -> int:
+        first, second, seeds = pair_batch(len(photos), step, pretext.batch_pairs, pretext.seed)
         batch = make_batch(photos, first, second, seeds, pretext.n_patches, pretext.extractor.patch_size)
         pretext_step(model, optimizer, {k: v.to(device) for k, v in batch.items()}, pretext, precision)
-        step["n"] += 1
         return pretext.batch_pairs
+    return once
 
-    pairs = rate(pretext_steps, device, args)
 
+def binary_trainer(mode: str, device: str, args, precision: str, store, cameras):
+    """One binary step per call on demo reals and fakes, the frozen teacher included; returns the images."""
+    import numpy as np
+    import torch
+
+    from exifkit.binary import BinaryConfig, BinaryModel, binary_batch, binary_step, frozen_teacher
+    from exifkit.data.images import load_rgb
+    from exifkit.model import Extractor, ExtractorConfig
+
+    torch.manual_seed(0)
     fakes = [store.path(e) for e in store.manifest if e.kind == "generated"][:32]
     images = [load_rgb(p) for p in cameras[:32] + fakes]
     labels = np.array([0] * 32 + [1] * len(fakes))
@@ -67,13 +74,30 @@ def workload(mode: str, device: str, args, precision: str = "fp32") -> dict:
     binary.to(device).train()
     optimizer = torch.optim.Adam(binary.parameters(), lr=config.lr)
 
-    def binary_steps():
-        x, y = binary_batch(images, labels, step["n"], config)
+    def once(step: int) -> int:
+        x, y = binary_batch(images, labels, step, config)
         binary_step(binary, teacher, optimizer, x.to(device), y.to(device), config.alpha, precision=precision)
-        step["n"] += 1
         return len(y)
+    return once
 
-    return {"pretext_pairs_per_s": pairs, "binary_images_per_s": rate(binary_steps, device, args)}
+
+def workload(mode: str, device: str, args, precision: str = "fp32") -> dict:
+    """Pretext pairs/s and binary images/s of the extractor in ``mode`` (``precision.py`` reuses it with
+    the fast mode in both precisions)."""
+    from _common import rate
+
+    store, cameras = demo_cameras()
+    counter = {"n": 0}
+
+    def counted(once):
+        def call():
+            counter["n"] += 1
+            return once(counter["n"] - 1)
+        return call
+
+    pairs = rate(counted(pretext_trainer(mode, device, args, precision, cameras)), device, args)
+    images = rate(counted(binary_trainer(mode, device, args, precision, store, cameras)), device, args)
+    return {"pretext_pairs_per_s": pairs, "binary_images_per_s": images}
 
 
 if __name__ == "__main__":
