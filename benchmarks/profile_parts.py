@@ -151,7 +151,6 @@ def with_peaks(result: dict, arithmetic: float, bandwidth: float) -> dict:
 
 def workloads(pairs: int):
     """(name, precision, dtype of the heavy arithmetic, call) for the four profiled calls."""
-    from exifkit.config import data_store, load_profile
     from exifkit.data.images import load_rgb
     from exifkit.exif.read import read_many
     from exifkit.model import Extractor, ExtractorConfig
@@ -159,12 +158,13 @@ def workloads(pairs: int):
     from exifkit.patches import random_patches, to_tensor
     from exifkit.pretext import PretextConfig, PretextModel, load_photos, make_batch, pair_batch, pretext_step
     from exifkit.train import resolve_precision
+    from training import demo_cameras
 
     import numpy as np
 
     torch.manual_seed(0)
-    store = data_store(load_profile("demo", ROOT))
-    cameras = [store.path(e) for e in store.manifest if e.kind == "camera"][:32]
+    _, cameras = demo_cameras()
+    cameras = cameras[:32]
     rng = np.random.default_rng(0)
     sets = to_tensor(np.stack([random_patches(load_rgb(p), 16, 64, rng) for p in cameras[:4]]))
     photos = load_photos(cameras, read_many(cameras), max_side=1024)

@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from exifkit.model.extractor import ExtractorOutput
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, machine, peak_rss_mb, publish  # noqa: E402
 
@@ -66,8 +68,6 @@ class AuthorsExtractor(nn.Module):
         self.network = network
 
     def forward(self, x):
-        from exifkit.model.extractor import ExtractorOutput
-
         f, *stages, vectors = self.network(x)
         return ExtractorOutput(feature=f, stages=stages, patch_vectors=vectors)
 
@@ -114,16 +114,16 @@ def inputs(args):
     """Patch sets, pretext pairs and binary batches from the demo's photos, as the trainers build them."""
     import numpy as np
     from exifkit.binary import BinaryConfig, binary_batch
-    from exifkit.config import data_store, load_profile
     from exifkit.data.images import load_rgb
     from exifkit.exif.read import read_many
     from exifkit.model import ExtractorConfig
     from exifkit.model.heads import head_sizes
     from exifkit.patches import random_patches, to_tensor
     from exifkit.pretext import PretextConfig, load_photos, make_batch, pair_batch
+    from training import demo_cameras
 
-    store = data_store(load_profile("demo", ROOT))
-    cameras = [store.path(e) for e in store.manifest if e.kind == "camera"][:args.photos]
+    store, cameras = demo_cameras()
+    cameras = cameras[:args.photos]
     fakes = [store.path(e) for e in store.manifest if e.kind == "generated"][:args.photos // 2]
     photos = load_photos(cameras, read_many(cameras), max_side=1024)
     rng = np.random.default_rng(0)

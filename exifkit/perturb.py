@@ -95,9 +95,7 @@ class Protocol:
         top, left = max(0, y0 - margin) // grid * grid, max(0, x0 - margin) // grid * grid
         bottom, right = min(h, -(-(y1 + margin) // grid) * grid), min(w, -(-(x1 + margin) // grid) * grid)
         region = self(image[top:bottom, left:right])[y0 - top:y1 - top, x0 - left:x1 - left]
-        per_row = region.shape[1] // size
-        return (region.reshape(used_rows, size, per_row, size, 3).transpose(0, 2, 1, 3, 4)
-                .reshape(-1, size, size, 3)[:n])
+        return grid_patches(region, size, n)  # the region is whole patches: the same raster order
 
 
 def make_protocol(pid: str, spec: dict, where: str = "protocol") -> Protocol:
