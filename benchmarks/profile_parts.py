@@ -34,7 +34,8 @@ PARTS = {  # operator name -> part; what is not here goes to "other"
     "convolutions": ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
                      "exifkit::winograd_conv3x3", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward",
                      "aten::slow_conv_transpose2d", "aten::_nnpack_spatial_convolution"),
-    "LayerNorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
+    "LayerNorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward",  # with the kit's kernel, the
+                  "exifkit::norm_act_forward", "exifkit::norm_act_backward"),  # activation and pool are in it
     "activations": ("aten::relu", "aten::relu_", "aten::hardtanh", "aten::hardtanh_", "aten::threshold_backward",
                     "aten::hardtanh_backward", "aten::gelu", "aten::gelu_backward", "aten::clamp", "aten::clamp_"),
     "pooling": ("aten::avg_pool2d", "aten::avg_pool2d_backward", "exifkit::norm_pool"),

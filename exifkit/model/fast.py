@@ -14,7 +14,9 @@ layout of the convolution library on every call. Three changes remove most of th
   thin convolutions and four 2x2 corner terms, each again folded into a kernel on the pixels.
 * **Channels-last activations** end to end, so the convolution library reads and writes them in
   place; LayerNorm runs over the contiguous (H, W, C) view with its affine weights permuted once.
-* **In-place activations** and, at inference, chunks of patches small enough to stay in cache.
+* **LayerNorm and its activation fused** (``normact.py``): one pass each way over a map in its own
+  precision instead of separate LayerNorm, activation and cast passes over float32 copies; at
+  inference, chunks of patches small enough to stay in cache.
 
 Every function here is differentiable and built from the module's own parameters, so training uses
 it too and checkpoints are shared with the reference mode.
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import winograd
+from . import normact, winograd
 from .covariance import covariance_pool
 
 CHANNELS_LAST = torch.channels_last
@@ -117,28 +119,21 @@ def srm_stem(x: torch.Tensor, k: StemKernels, bias: torch.Tensor | None) -> torc
                      corner(bl, x[:, :, -2:, :2]), corner(br, x[:, :, -2:, -2:])], -1))
 
 
-def layer_norm_act(x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor, float], act) -> torch.Tensor:
-    """LayerNorm over (C, H, W) of a channels-last map, then an in-place activation.
-
-    ``norm`` holds the affine weights permuted to (H, W, C). The activation acts on LayerNorm's own
-    output, not on a permuted view of it, which autograd could only differentiate with copies."""
-    weight, bias, eps = norm
-    y = act(F.layer_norm(x.permute(0, 2, 3, 1), weight.shape, weight, bias, eps))
-    return y.permute(0, 3, 1, 2)
-
-
 def stage(x: torch.Tensor, layers, pool, norms, transformed) -> torch.Tensor:
     """Each layer's convolution, LayerNorm and ReLU, then the stage's pool.
 
     At CPU inference the convolutions run by Winograd (``winograd.py``) and no LayerNorm + ReLU is
     written out as a map of its own: each is applied by the next convolution while it reads its
-    input, from the sums this one returned, and the last by the pooling kernel."""
-    owed = None
+    input, from the sums this one returned, and the last by the pooling kernel. In training the last
+    LayerNorm and the pool are one kernel (``normact.py``)."""
+    owed, pooled = None, winograd.is_stage_pool(pool)
     for j, layer in enumerate(layers):
         conv, norm = layer.conv, norms[j]
         y, sums = winograd.conv3x3(x, conv.weight, conv.bias, transformed[j], owed)
+        if sums is None and pooled and j == len(layers) - 1:
+            return normact.layer_norm_act(y, norm, pool=True)
         if sums is None:
-            x, owed = layer_norm_act(y, norm, torch.relu_), None
+            x, owed = normact.layer_norm_act(y, norm), None
         else:
             x, owed = y, winograd.PendingNorm.from_sums(sums, y[0].numel(), *norm)
     if owed is None:
@@ -182,7 +177,7 @@ def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: b
     clip = extractor.config.stem_clip
     x = patches.contiguous(memory_format=CHANNELS_LAST)
     x = srm_stem(x, weights.stem, extractor.stem.conv.bias)
-    x = layer_norm_act(x, weights.norms[0], lambda y: F.hardtanh_(y, -clip, clip))
+    x = normact.layer_norm_act(x, weights.norms[0], -clip, clip)
     stages, i = [], 1
     for block in extractor.stages:
         x = stage(x, block.layers, block.pool, weights.norms[i:], weights.winograd[i - 1:])

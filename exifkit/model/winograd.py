@@ -6,8 +6,7 @@ compiled from ``winograd.c`` on first use. Measured end to end on ``exifkit dete
 
 The direct convolution already runs at this kind of machine's multiply-add peak, so the only way to
 make the extractor's first stage faster on a CPU is fewer multiplications (benchmarks/README.md).
-The kernel is plain C with GCC vector types, built with the system C compiler for the machine it
-runs on and cached under ``$EXIFKIT_CACHE`` (default ``~/.cache/exifkit``); nothing is downloaded.
+The kernel is plain C with GCC vector types, built for the machine it runs on (``native.py``).
 The kernel is optional: where there is no compiler, the build fails, ``EXIFKIT_WINOGRAD=0`` is set, or
 a tensor is not what the kernel handles, the operators fall back to PyTorch's ``conv2d`` and
 ``avg_pool2d``: the same function up to float32 rounding.
@@ -18,25 +17,20 @@ Only inference uses it: there is no backward pass, and training keeps the convol
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import math
 import os
-import platform
-import shutil
-import stat
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from . import native
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("winograd.c")
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 PROFILER_NAME = "exifkit::winograd_conv3x3"
 MIN_SIZE = 16  # on 8x8 maps the transforms cost more than they save (0.22 ms against 0.14 direct)
 
@@ -47,62 +41,8 @@ _G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 /
 _state: dict = {}
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("EXIFKIT_CACHE") or Path.home() / ".cache" / "exifkit") / "kernels"
-
-
-def _cpu_signature() -> str:
-    """-march=native code must not run on another CPU, so the CPU's flags are part of the file name."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = platform.processor()
-    return flags
-
-
-def _compile(compiler: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # build aside, then rename: no torn file
-        built = Path(tmp) / target.name
-        run = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
-        if run.returncode != 0:
-            raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {run.stderr.strip()[-500:]}")
-        os.replace(built, target)
-
-
-def _trusted(path: Path) -> None:
-    """Refuse a kernel folder or file that another user could have planted or can change: ctypes runs
-    whatever the file holds, so a shared temporary folder must be this user's alone."""
-    info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode):
-        raise PermissionError(f"{path} is a symbolic link")
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        raise PermissionError(f"{path} belongs to uid {info.st_uid}, not to this user")
-    if info.st_mode & 0o022:
-        raise PermissionError(f"{path} is writable by others (mode {info.st_mode & 0o777:o})")
-
-
 def _build() -> ctypes.CDLL:
-    compiler = os.environ.get("CC", "cc")
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"no C compiler ({compiler!r} is not on PATH)")
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([compiler, *FLAGS, _cpu_signature()]).encode())
-    name = f"winograd-{key.hexdigest()[:16]}.so"
-    # a read-only home (some CI runners, containers) falls back to the temporary directory
-    folders = [cache_dir(), Path(tempfile.gettempdir()) / f"exifkit-kernels-{getattr(os, 'getuid', lambda: 0)()}"]
-    for folder in folders:
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _trusted(folder)
-            if not (folder / name).exists():
-                _compile(compiler, folder / name)
-            _trusted(folder / name)
-            lib = ctypes.CDLL(str(folder / name))
-            break
-        except OSError as err:
-            problem = err
-    else:
-        raise RuntimeError(f"cannot build or load the kernel in {' or '.join(map(str, folders))}: {problem}")
+    lib = native.load(SOURCE)
     fn = lib.exifkit_winograd_conv3x3
     ptr, i32, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     fn.argtypes = [ptr, ctypes.c_long, i32, i32, i32, ptr, ptr, ptr, f32, f32, ptr, ptr, ptr, ptr, ptr, i32]

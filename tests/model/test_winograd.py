@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exifkit.model import Extractor, ExtractorConfig, winograd
+from exifkit.model import Extractor, ExtractorConfig, native, winograd
 
 
 def _maps(n, c, h, w, seed=0):
@@ -130,7 +130,7 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(fresh_kernel_
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder should be")
     monkeypatch.setenv("EXIFKIT_CACHE", str(blocked))
-    monkeypatch.setattr(winograd.tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(native.tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     assert winograd.available(), winograd.status()
     assert list((tmp_path / "tmp").glob("exifkit-kernels-*/winograd-*.so"))
@@ -204,7 +204,7 @@ def _shared_tmp(monkeypatch, tmp_path):
     blocked.write_text("the home cache is unusable, so the temporary folder is tried")
     monkeypatch.setenv("EXIFKIT_CACHE", str(blocked))
     (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(winograd.tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(native.tempfile, "tempdir", str(tmp_path / "tmp"))
     return tmp_path / "tmp" / f"exifkit-kernels-{os.getuid()}"
 
 
@@ -219,7 +219,7 @@ def test_a_shared_kernel_folder_others_can_write_is_refused(fresh_kernel_state, 
 def test_a_kernel_folder_of_another_user_is_refused(fresh_kernel_state, monkeypatch, tmp_path):
     _shared_tmp(monkeypatch, tmp_path)
     me = os.getuid()
-    monkeypatch.setattr(winograd.os, "getuid", lambda: me + 1)  # the folder is then someone else's
+    monkeypatch.setattr(native.os, "getuid", lambda: me + 1)  # the folder is then someone else's
     assert not winograd.available()
     assert "not to this user" in winograd.status()
     assert not list((tmp_path / "tmp").glob("*/*.so"))  # nothing was built or loaded there
