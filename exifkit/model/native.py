@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -16,6 +17,7 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 
@@ -75,3 +77,18 @@ def load(source: Path) -> ctypes.CDLL:
         except OSError as err:
             problem = err
     raise RuntimeError(f"cannot build or load the kernel in {' or '.join(map(str, folders))}: {problem}")
+
+
+def load_once(state: dict, switch: str, build: Callable[[], ctypes.CDLL], log: logging.Logger,
+              fallback: str) -> ctypes.CDLL | None:
+    """``build()`` once per process, kept in ``state`` with why the kernel is or is not in use
+    (``state["why"]``); None where ``switch`` is set to 0 or the build fails (logged with ``fallback``)."""
+    if "lib" not in state:
+        state["lib"], state["why"] = None, f"disabled by {switch}=0"
+        if os.environ.get(switch, "1") != "0":
+            try:
+                state["lib"], state["why"] = build(), "compiled"
+            except (OSError, RuntimeError) as err:
+                state["why"] = str(err)
+                log.warning("%s: %s", fallback, err)
+    return state["lib"]

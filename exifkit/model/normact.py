@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -48,15 +47,7 @@ def _build() -> ctypes.CDLL:
 
 
 def _library() -> ctypes.CDLL | None:
-    if "lib" not in _state:
-        _state["lib"], _state["why"] = None, "disabled by EXIFKIT_FUSED_NORM=0"
-        if os.environ.get("EXIFKIT_FUSED_NORM", "1") != "0":
-            try:
-                _state["lib"], _state["why"] = _build(), "compiled"
-            except (OSError, RuntimeError) as err:
-                _state["why"] = str(err)
-                log.warning("fused LayerNorm kernel unavailable, using PyTorch's: %s", err)
-    return _state["lib"]
+    return native.load_once(_state, "EXIFKIT_FUSED_NORM", _build, log, "fused LayerNorm kernel unavailable, using PyTorch's")
 
 
 def available() -> bool:

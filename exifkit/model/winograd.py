@@ -19,7 +19,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,15 +54,7 @@ def _build() -> ctypes.CDLL:
 
 
 def _library() -> ctypes.CDLL | None:
-    if "lib" not in _state:
-        _state["lib"], _state["why"] = None, "disabled by EXIFKIT_WINOGRAD=0"
-        if os.environ.get("EXIFKIT_WINOGRAD", "1") != "0":
-            try:
-                _state["lib"], _state["why"] = _build(), "compiled"
-            except (OSError, RuntimeError) as err:
-                _state["why"] = str(err)
-                log.warning("Winograd kernel unavailable, using the direct convolution: %s", err)
-    return _state["lib"]
+    return native.load_once(_state, "EXIFKIT_WINOGRAD", _build, log, "Winograd kernel unavailable, using the direct convolution")
 
 
 def available() -> bool:
