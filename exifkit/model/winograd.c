@@ -28,12 +28,32 @@
 #include <immintrin.h>
 #endif
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));
-typedef int v16i __attribute__((vector_size(64)));
-#define LOAD(p) ((v16)(*(const v16u *)(p)))
-#define STORE(p, v) (*(v16u *)(p) = (v))
-#define TILES 8 /* output tiles per block: 8 tiles x 2 vectors of outputs = 16 accumulators */
+
+/* Everything is written in the CPU's own vector width, VL floats (16 with AVX-512, 8 with AVX, else 4): GCC
+ * turns comparisons and conversions of wider vectors into scalar code, and products blocked for 32
+ * registers spill on a CPU with 16; together they made the AVX2 build ten times slower than the
+ * convolution library. TB: tiles per block of products, so that TB x 2 accumulators, two filter
+ * vectors and a broadcast fit the register file (32 zmm or 16 ymm); TILES, the tiles transformed
+ * per block, is a multiple of it. */
+#ifdef __AVX512F__
+#define VL 16
+#define TB 8
+#define TILES 8 /* output tiles per block */
+#elif defined(__AVX__)
+#define VL 8
+#define TB 6
+#define TILES 12
+#else /* 128-bit vectors (SSE, NEON) */
+#define VL 4
+#define TB 6
+#define TILES 12
+#endif
+typedef float vf __attribute__((vector_size(4 * VL)));
+typedef float vfu __attribute__((vector_size(4 * VL), aligned(4)));
+#define LOADV(p) ((vf)(*(const vfu *)(p)))
+#define STOREV(p, v) (*(vfu *)(p) = (v))
+typedef int vfi __attribute__((vector_size(4 * VL)));
+typedef double vd __attribute__((vector_size(4 * VL))); /* VL / 2 doubles */
 
 /* LayerNorm and clamp still owed to the input map: the previous layer's, applied as tiles are read,
  * so the normalised map is never written out. stats is (N, 2): each patch's mean and 1/std. */
@@ -42,22 +62,22 @@ typedef struct {
     float low, high;
 } pending_norm;
 
-static inline v16 clamp(v16 v, float low, float high) {
-    v16 lo = low - (v16){0}, hi = high - (v16){0};
-    v16i below = v < lo, above = v > hi;
-    v = (v16)(((v16i)v & ~below) | ((v16i)lo & below));
-    return (v16)(((v16i)v & ~above) | ((v16i)hi & above));
+static inline vf clamp(vf v, float low, float high) {
+    vf lo = low - (vf){0}, hi = high - (vf){0};
+    vfi below = v < lo, above = v > hi;
+    v = (vf)(((vfi)v & ~below) | ((vfi)lo & below));
+    return (vf)(((vfi)v & ~above) | ((vfi)hi & above));
 }
 
 /* One vector of the normalised, clamped map at offset at. */
-static inline v16 normalised(const float *x, const float *weight, const float *bias, long at, float mean,
+static inline vf normalised(const float *x, const float *weight, const float *bias, long at, float mean,
                              float rstd, float low, float high) {
-    return clamp((LOAD(x + at) - mean) * rstd * LOAD(weight + at) + LOAD(bias + at), low, high);
+    return clamp((LOADV(x + at) - mean) * rstd * LOADV(weight + at) + LOADV(bias + at), low, high);
 }
 
-static inline void input_1d(v16 *d, int s) { /* d <- B^T d along stride s */
-    v16 d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
-    v16 a = d4 - 4 * d2, b = d3 - 4 * d1, c = d4 - d2, e = 2 * (d3 - d1);
+static inline void input_1d(vf *d, int s) { /* d <- B^T d along stride s */
+    vf d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+    vf a = d4 - 4 * d2, b = d3 - 4 * d1, c = d4 - d2, e = 2 * (d3 - d1);
     d[0] = 4 * d0 - 5 * d2 + d4;
     d[s] = a + b;
     d[2 * s] = a - b;
@@ -66,8 +86,8 @@ static inline void input_1d(v16 *d, int s) { /* d <- B^T d along stride s */
     d[5 * s] = 4 * d1 - 5 * d3 + d5;
 }
 
-static inline void output_1d(const v16 *m, int s, v16 *o, int os) { /* o <- A^T m */
-    v16 p12 = m[s] + m[2 * s], q12 = m[s] - m[2 * s], p34 = m[3 * s] + m[4 * s], q34 = m[3 * s] - m[4 * s];
+static inline void output_1d(const vf *m, int s, vf *o, int os) { /* o <- A^T m */
+    vf p12 = m[s] + m[2 * s], q12 = m[s] - m[2 * s], p34 = m[3 * s] + m[4 * s], q34 = m[3 * s] - m[4 * s];
     o[0] = m[0] + p12 + p34;
     o[os] = q12 + 2 * q34;
     o[2 * os] = p12 + 4 * p34;
@@ -76,13 +96,19 @@ static inline void output_1d(const v16 *m, int s, v16 *o, int os) { /* o <- A^T 
 
 /* One block of up to TILES consecutive tiles (row-major, rows may wrap) of one patch.
  * v and m are (36, TILES, C). */
-typedef double v8d __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
 
-static inline v8d widen(v16 s) { /* the 16 lanes, summed in pairs into doubles */
-    v8 lo = __builtin_shufflevector(s, s, 0, 1, 2, 3, 4, 5, 6, 7);
-    v8 hi = __builtin_shufflevector(s, s, 8, 9, 10, 11, 12, 13, 14, 15);
-    return __builtin_convertvector(lo, v8d) + __builtin_convertvector(hi, v8d);
+
+static inline vd widen(vf s) { /* the lanes, summed in pairs into doubles */
+#if VL == 16
+    return __builtin_convertvector(__builtin_shufflevector(s, s, 0, 1, 2, 3, 4, 5, 6, 7), vd)
+         + __builtin_convertvector(__builtin_shufflevector(s, s, 8, 9, 10, 11, 12, 13, 14, 15), vd);
+#elif VL == 8
+    return __builtin_convertvector(__builtin_shufflevector(s, s, 0, 1, 2, 3), vd)
+         + __builtin_convertvector(__builtin_shufflevector(s, s, 4, 5, 6, 7), vd);
+#else
+    return __builtin_convertvector(__builtin_shufflevector(s, s, 0, 1), vd)
+         + __builtin_convertvector(__builtin_shufflevector(s, s, 2, 3), vd);
+#endif
 }
 
 #ifdef __AVX512BF16__
@@ -115,16 +141,42 @@ static void products_bf16(const uint16_t *v, const uint16_t *u, int C, int T, fl
 }
 #endif
 
+
+/* m <- v @ u for one tile position: v (T, C) tiles, u (C, C) filters, m (T, C), float32 throughout */
+static void products_f32(const float *v, const float *u, int C, int T, float *m) {
+    const vf zero = {0};
+    for (int t0 = 0; t0 < T; t0 += TB) {
+        int tn = T - t0 < TB ? T - t0 : TB;
+        for (int o = 0; o < C; o += 2 * VL) {
+            int two = o + VL < C;
+            vf acc0[TB], acc1[TB];
+            for (int t = 0; t < TB; t++) acc0[t] = acc1[t] = zero;
+            for (int ci = 0; ci < C; ci++) {
+                vf u0 = LOADV(u + ci * C + o), u1 = two ? LOADV(u + ci * C + o + VL) : zero;
+                for (int t = 0; t < TB; t++) {
+                    float b = v[(t0 + t) * C + ci];
+                    acc0[t] += b * u0;
+                    acc1[t] += b * u1;
+                }
+            }
+            for (int t = 0; t < tn; t++) {
+                STOREV(m + (t0 + t) * C + o, acc0[t]);
+                if (two) STOREV(m + (t0 + t) * C + o + VL, acc1[t]);
+            }
+        }
+    }
+}
+
 /* ub: the bf16 filters, or NULL for float32 products with u; vb: room for the bf16 tiles */
 static void block(const float *x, const pending_norm *pre, long n, int H, int W, int C, int q0, int T,
                   const float *u, const uint16_t *ub, const float *bias, float *y, float *v, uint16_t *vb,
-                  float *m, v8d *sums) {
-    const v16 zero = {0};
+                  float *m, vd *sums) {
+    const vf zero = {0};
     float mean = pre ? pre->stats[2 * n] : 0, rstd = pre ? pre->stats[2 * n + 1] : 0;
     for (int t = 0; t < T; t++) {
         int x0 = (q0 + t) % (W / 4) * 4 - 1, y0 = (q0 + t) / (W / 4) * 4 - 1;
-        for (int c = 0; c < C; c += 16) {
-            v16 d[36];
+        for (int c = 0; c < C; c += VL) {
+            vf d[36];
             int inside = y0 >= 0 && y0 + 6 <= H && x0 >= 0 && x0 + 6 <= W;
             for (int i = 0; i < 6; i++) {
                 int yy = y0 + i;
@@ -136,7 +188,7 @@ static void block(const float *x, const pending_norm *pre, long n, int H, int W,
                     else if (pre)
                         d[i * 6 + j] = normalised(x, pre->weight, pre->bias, at, mean, rstd, pre->low, pre->high);
                     else
-                        d[i * 6 + j] = LOAD(x + at);
+                        d[i * 6 + j] = LOADV(x + at);
                 }
             }
             for (int j = 0; j < 6; j++) input_1d(d + j, 6);
@@ -148,7 +200,7 @@ static void block(const float *x, const pending_norm *pre, long n, int H, int W,
                 continue;
             }
 #endif
-            for (int k = 0; k < 36; k++) STORE(v + (k * TILES + t) * C + c, d[k]);
+            for (int k = 0; k < 36; k++) STOREV(v + (k * TILES + t) * C + c, d[k]);
         }
     }
 #ifdef __AVX512BF16__
@@ -156,39 +208,21 @@ static void block(const float *x, const pending_norm *pre, long n, int H, int W,
         products_bf16(vb, ub, C, T, m); /* rows past T of a short block are computed from stale tiles, never stored */
     else
 #endif
-    for (int k = 0; k < 36; k++) { /* 36 independent (T x C) @ (C x C) products */
-        const float *uk = u + (long)k * C * C, *vk = v + k * TILES * C;
-        for (int o = 0; o < C; o += 32) {
-            int two = o + 16 < C;
-            v16 acc0[TILES], acc1[TILES];
-            for (int t = 0; t < TILES; t++) acc0[t] = acc1[t] = zero;
-            for (int ci = 0; ci < C; ci++) {
-                v16 u0 = LOAD(uk + ci * C + o), u1 = two ? LOAD(uk + ci * C + o + 16) : zero;
-                for (int t = 0; t < TILES; t++) {
-                    float b = vk[t * C + ci];
-                    acc0[t] += b * u0;
-                    acc1[t] += b * u1;
-                }
-            }
-            for (int t = 0; t < T; t++) {
-                STORE(m + (k * TILES + t) * C + o, acc0[t]);
-                if (two) STORE(m + (k * TILES + t) * C + o + 16, acc1[t]);
-            }
-        }
-    }
+    for (int k = 0; k < 36; k++) /* 36 independent (T x C) @ (C x C) products */
+        products_f32(v + k * TILES * C, u + (long)k * C * C, C, T, m + k * TILES * C);
     for (int t = 0; t < T; t++) {
         int x0 = (q0 + t) % (W / 4) * 4, y0 = (q0 + t) / (W / 4) * 4;
-        for (int c = 0; c < C; c += 16) {
-            v16 mm[36], r[24], out[16], s1 = zero, s2 = zero, bv = LOAD(bias + c);
-            for (int k = 0; k < 36; k++) mm[k] = LOAD(m + (k * TILES + t) * C + c);
+        for (int c = 0; c < C; c += VL) {
+            vf mm[36], r[24], out[16], s1 = zero, s2 = zero, bv = LOADV(bias + c);
+            for (int k = 0; k < 36; k++) mm[k] = LOADV(m + (k * TILES + t) * C + c);
             for (int j = 0; j < 6; j++) output_1d(mm + j, 6, r + j, 6);
             for (int i = 0; i < 4; i++) output_1d(r + 6 * i, 1, out + 4 * i, 1);
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 4; j++) {
-                    v16 val = out[i * 4 + j] + bv;
+                    vf val = out[i * 4 + j] + bv;
                     s1 += val;
                     s2 += val * val;
-                    STORE(y + ((long)(y0 + i) * W + x0 + j) * C + c, val);
+                    STOREV(y + ((long)(y0 + i) * W + x0 + j) * C + c, val);
                 }
             sums[0] += widen(s1);
             sums[1] += widen(s2);
@@ -226,14 +260,14 @@ int exifkit_winograd_conv3x3(const float *x, long N, int H, int W, int C, const 
         if (!v || !m || !vb) failed = 1;
 #pragma omp for schedule(static)
         for (long n = 0; n < N; n++) {
-            v8d s[2] = {{0}, {0}};
+            vd s[2] = {{0}, {0}};
             if (failed) continue;
             for (int q0 = 0, tiles = H / 4 * (W / 4); q0 < tiles; q0 += TILES)
                 block(x + n * H * W * C, pre, n, H, W, C, q0, tiles - q0 < TILES ? tiles - q0 : TILES, u, u_bf16,
                       bias, y + n * H * W * C, v, vb, m, s);
             if (sums) {
                 sums[2 * n] = sums[2 * n + 1] = 0;
-                for (int l = 0; l < 8; l++) {
+                for (int l = 0; l < VL / 2; l++) {
                     sums[2 * n] += s[0][l];
                     sums[2 * n + 1] += s[1][l];
                 }
@@ -269,20 +303,20 @@ int exifkit_norm_pool(const float *x, long N, int H, int W, int C, const float *
                 float *pair[2] = {a, b};
                 for (int r = 0; r < 2; r++) { /* rows 2 oy and 2 oy + 1, summed across in threes */
                     long row = (long)(2 * oy + r) * W * C;
-                    for (int c = 0; c < C; c += 16) {
-                        v16 left = {0}; /* column 2 ox - 1 */
+                    for (int c = 0; c < C; c += VL) {
+                        vf left = {0}; /* column 2 ox - 1 */
                         for (int ox = 0; ox < Wo; ox++) {
                             long at = row + (long)(2 * ox) * C + c;
-                            v16 p = normalised(xn, weight, bias, at, mean, rstd, low, high);
-                            v16 q = normalised(xn, weight, bias, at + C, mean, rstd, low, high);
-                            STORE(pair[r] + (long)ox * C + c, left + p + q);
+                            vf p = normalised(xn, weight, bias, at, mean, rstd, low, high);
+                            vf q = normalised(xn, weight, bias, at + C, mean, rstd, low, high);
+                            STOREV(pair[r] + (long)ox * C + c, left + p + q);
                             left = q;
                         }
                     }
                 }
                 float *out = y + (n * (H / 2) + oy) * (long)Wo * C;
-                for (long i = 0; i < (long)Wo * C; i += 16)
-                    STORE(out + i, (LOAD(prev + i) + LOAD(a + i) + LOAD(b + i)) / 9);
+                for (long i = 0; i < (long)Wo * C; i += VL)
+                    STOREV(out + i, (LOADV(prev + i) + LOADV(a + i) + LOADV(b + i)) / 9);
                 float *t = prev; /* row 2 oy + 1 is the top row of the next window */
                 prev = b;
                 b = t;
