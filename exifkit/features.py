@@ -247,7 +247,7 @@ def cached_outputs(network, samples: list[Sample], store: DataStore, cache_root:
         extractor, head, what, owner = network.extractor, network.fake_probability_of, "pfake", "binary"
     cache = FeatureCache(cache_root, f"{owner}-{weights_hash(network)}",
                          _cache_tag(what, extractor.config.patch_size, max_patches, protocol,
-                                    extractor.inference_precision))
+                                    extractor.inference_numerics))
     values, ok, failures = extract_features(extractor, samples, store, max_patches=max_patches, cache=cache,
                                             transform=protocol, head=head, progress=progress, memo=memo)
     kept = [s.key for s, o in zip(samples, ok) if o]

@@ -16,7 +16,7 @@ LAYERS = [
     ("data in, EXIF labels", ["data", "exif", "data.images", "data.inputs", "data.archive", "data.transforms", "data.manifest",
                               "data.suites", "data.synthetic", "exif.read", "exif.schema", "data.shards"]),
     ("pixel operations", ["patches", "augment", "perturb"]),
-    ("model", ["model", "model.srm", "model.covariance", "model.native", "model.winograd", "model.normact", "model.fast", "model.extractor",
+    ("model", ["model", "model.srm", "model.covariance", "model.native", "model.winograd", "model.normact", "model.conv_choice", "model.fast", "model.extractor",
                "model.heads", "model.official"]),
     ("features and metrics", ["features", "metrics", "report"]),
     ("training", ["train", "data.stream", "pretext", "binary"]),

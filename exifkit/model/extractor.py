@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from . import fast, winograd
+from . import conv_choice, fast, winograd
 from .covariance import covariance_pool
 from .srm import SRMFilterBank
 
@@ -181,12 +181,23 @@ class Extractor(nn.Module):
 
     @property
     def inference_precision(self) -> str:
-        """What :meth:`patch_vectors` and :meth:`embed` compute in: "bf16" means the convolutions' products
-        in bf16 with float32 sums (the Winograd kernel on a CPU with AVX512-BF16), everything else float32.
-        "auto" is bf16 where that kernel runs, else fp32. The reference mode is always fp32."""
+        """What :meth:`patch_vectors` and :meth:`embed` compute in: "bf16" means the stage convolutions'
+        products in bf16 with float32 sums (on a CPU with AVX512-BF16, where the Winograd kernel is built;
+        see :attr:`inference_numerics` for which convolutions), everything else float32. "auto" is bf16
+        there, else fp32. The reference mode is always fp32."""
         if self.mode == "reference" or self.precision == "fp32" or self.device.type != "cpu":
             return "fp32"
         return "bf16" if winograd.bf16_available() else "fp32"
+
+    @property
+    def inference_numerics(self) -> str:
+        """:attr:`inference_precision`, and for bf16 which convolutions compute it: "bf16" (the Winograd
+        kernel's products) or "bf16 direct" (the convolution library's, ``conv_choice.py``). Their features
+        differ by about 0.5 %, so feature caches are kept apart by this; in float32 both agree to 1e-6."""
+        precision = self.inference_precision
+        if precision == "bf16" and conv_choice.inference_convolutions(bf16=True) == "direct":
+            return "bf16 direct"
+        return precision
 
     def fast_weights(self, bf16: bool = False) -> fast.FastWeights:
         """What the fast path derives from the parameters (folded stem, Winograd filters: about 5 ms for
@@ -243,8 +254,8 @@ class Extractor(nn.Module):
         if self.mode == "reference":
             return self.encode_patches(patches)[0]
         weights = self.fast_weights(self.inference_precision == "bf16")
-        return torch.cat([fast.trunk(self, weights, chunk, keep_stages=False)[0]
-                          for chunk in patches.split(self.chunk_patches)])
+        chunk = max(self.chunk_patches, conv_choice.DIRECT_CHUNK) if weights.direct else self.chunk_patches
+        return torch.cat([fast.trunk(self, weights, part, keep_stages=False)[0] for part in patches.split(chunk)])
 
     @torch.inference_mode()
     def embed(self, patch_sets: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,10 @@ layout of the convolution library on every call. Three changes remove most of th
 * **LayerNorm and its activation fused** (``normact.py``): one pass each way over a map in its own
   precision instead of separate LayerNorm, activation and cast passes over float32 copies; at
   inference, chunks of patches small enough to stay in cache.
+* **bf16 at CPU inference** (precision "auto" on a CPU with AVX512-BF16): the stage convolutions' products
+  in bf16 with float32 sums; the folded stem, the covariance pooling and the Transformer stay float32.
+* **The faster convolutions for this CPU**: at inference each precision uses the Winograd kernel or the
+  convolution library's direct convolutions, whichever this machine runs faster (``conv_choice.py``).
 
 Every function here is differentiable and built from the module's own parameters, so training uses
 it too and checkpoints are shared with the reference mode.
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import normact, winograd
+from . import conv_choice, normact, winograd
 from .covariance import covariance_pool
 
 CHANNELS_LAST = torch.channels_last
@@ -119,6 +123,17 @@ def srm_stem(x: torch.Tensor, k: StemKernels, bias: torch.Tensor | None) -> torc
                      corner(bl, x[:, :, -2:, :2]), corner(br, x[:, :, -2:, -2:])], -1))
 
 
+def direct_stage(x: torch.Tensor, layers, pool, norms, convs) -> torch.Tensor:
+    """A stage at CPU inference where the convolution library's convolutions beat the Winograd kernel's
+    (``conv_choice.py``): each layer's convolution in its weights' dtype (bf16 or float32), then its
+    LayerNorm + ReLU (and the stage's pool after the last) by the fused kernel, every sum float32."""
+    pooled = winograd.is_stage_pool(pool)
+    for j, (weight, bias) in enumerate(convs[:len(layers)]):
+        last = pooled and j == len(layers) - 1
+        x = normact.layer_norm_act(F.conv2d(x.to(weight.dtype), weight, bias, padding=1), norms[j], pool=last)
+    return x if pooled else pool(x)
+
+
 def stage(x: torch.Tensor, layers, pool, norms, transformed) -> torch.Tensor:
     """Each layer's convolution, LayerNorm and ReLU, then the stage's pool.
 
@@ -150,6 +165,7 @@ class FastWeights:
     stem: StemKernels
     norms: list[tuple[torch.Tensor, torch.Tensor, float]]  # per LayerNorm, in network order
     winograd: list[torch.Tensor | None]  # per stage convolution: its Winograd filters, at CPU inference
+    direct: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None  # or weights and biases, for direct_stage
 
 
 def derived_from(extractor) -> list[torch.Tensor]:
@@ -160,16 +176,25 @@ def derived_from(extractor) -> list[torch.Tensor]:
 
 
 def prepare(extractor, bf16: bool = False) -> FastWeights:
-    """``bf16``: Winograd filters for the kernel's bf16 products (inference on a CPU that has them)."""
+    """At CPU inference, the convolutions ``conv_choice`` chose for the precision; ``bf16``: with bf16
+    products (on a CPU that has them; layers whose channels the Winograd kernel takes, multiples of 16)."""
     norms = [extractor.stem.norm] + [layer.norm for stage in extractor.stages for layer in stage.layers]
-    convs = [layer.conv.weight for stage in extractor.stages for layer in stage.layers]
+    convs = [layer.conv for stage in extractor.stages for layer in stage.layers]
     inference = not torch.is_grad_enabled() and extractor.device.type == "cpu" and winograd.available()
     bf16 = bf16 and inference and winograd.bf16_available()
+    direct = inference and conv_choice.inference_convolutions(bf16) == "direct"
+
+    def direct_weights(conv):
+        dtype = torch.bfloat16 if bf16 and conv.in_channels % 16 == 0 else torch.float32
+        bias = None if conv.bias is None else conv.bias.detach().to(dtype)
+        return conv.weight.detach().to(dtype).contiguous(memory_format=CHANNELS_LAST), bias
+
     return FastWeights(
         stem=fold_stem(extractor.srm.weight, extractor.stem.conv.weight),
         norms=[(n.weight.permute(1, 2, 0).contiguous(), n.bias.permute(1, 2, 0).contiguous(), n.eps)
                for n in norms],
-        winograd=[winograd.transform_weight(w, bf16) if inference else None for w in convs])
+        winograd=[winograd.transform_weight(c.weight, bf16) if inference and not direct else None for c in convs],
+        direct=[direct_weights(c) for c in convs] if direct else None)
 
 
 def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: bool = True):
@@ -180,8 +205,11 @@ def trunk(extractor, weights: FastWeights, patches: torch.Tensor, keep_stages: b
     x = normact.layer_norm_act(x, weights.norms[0], -clip, clip)
     stages, i = [], 1
     for block in extractor.stages:
-        x = stage(x, block.layers, block.pool, weights.norms[i:], weights.winograd[i - 1:])
+        if weights.direct:
+            x = direct_stage(x, block.layers, block.pool, weights.norms[i:], weights.direct[i - 1:])
+        else:
+            x = stage(x, block.layers, block.pool, weights.norms[i:], weights.winograd[i - 1:])
         i += len(block.layers)
         if keep_stages:
             stages.append(x)
-    return covariance_pool(x, extractor.config.sqrt_iterations), stages
+    return covariance_pool(x.float(), extractor.config.sqrt_iterations), stages
