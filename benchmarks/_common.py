@@ -65,15 +65,22 @@ def machine() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "LD_PRELOAD"}}
-    from exifkit.model import winograd
+    from exifkit.model import conv_choice, winograd
     from exifkit.runtime import allocator_tuned
 
     info["allocator_tuned_by_exifkit"] = allocator_tuned()
     info["winograd_kernel"] = winograd.status()  # "compiled", or why the fast path convolves directly
+    if winograd.available():  # which convolutions CPU inference measured faster here, per precision
+        info["inference_convolutions"] = {"fp32": conv_choice.inference_convolutions(bf16=False)}
+        if winograd.bf16_available():
+            info["inference_convolutions"]["bf16"] = conv_choice.inference_convolutions(bf16=True)
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):  # the vector instructions the kernels and the library can use
+                flags = line.split(":", 1)[1].split()
+                info["cpu_vectors"] = [f for f in flags if f.startswith(("avx", "amx"))]
                 break
     except OSError:
         pass
