@@ -23,7 +23,7 @@ import torch
 from exifkit.augment import AugmentConfig
 from exifkit.binary import BinaryConfig, ValidationSet, train_binary
 from exifkit.exif.read import read_many
-from exifkit.model import Extractor, ExtractorConfig
+from exifkit.model import Extractor, ExtractorConfig, native
 from exifkit.patches import grid_patches, to_tensor
 from exifkit.pretext import PretextConfig, load_photos, train_pretext
 from exifkit.train import load_checkpoint
@@ -33,12 +33,11 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def _golden() -> Path:
     """The recording for this CPU's vector instructions (AVX-512, where the first was made, or AVX2)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = ""
-    family = "" if " avx512f" in flags else "-avx2" if " avx2" in flags else f"-{platform.machine()}"
+    flags = native._cpu_signature().split()
+    family = "" if "avx512f" in flags else "-avx2" if "avx2" in flags else f"-{platform.machine()}"
     return GOLDEN / f"loss_curves{family}.json"
+
+
 TINY = ExtractorConfig(patch_size=16, width=4, convs_per_stage=(1, 1, 1), transformer_depth=1, heads=2,
                        head_dim=4, mlp_dim=8)
 

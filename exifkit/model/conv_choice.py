@@ -9,7 +9,7 @@ patches, convolution + LayerNorm + ReLU): AVX2 (AMD Zen 3, 2026-12-08), float32:
 direct 31 ms; AVX512-BF16 + AVX-VNNI (2026-12-08 too, another VM), bf16: Winograd about 10 ms, direct
 8.5 ms. A build without AVX (128-bit vectors) loses to the library in float32 (37 against 30 ms). So
 the choice is measured where it runs: one such layer each way, about half a second, once, kept in the
-kernel cache (``native.cache_dir()``) under the CPU's flags, the torch version, the allocator setting
+kernel cache (``native.cache_dir()``) under the CPU's flags, the kernels' sources, the torch version, the allocator setting
 (``exifkit.runtime``) and the precision.
 
 ``EXIFKIT_INFERENCE_CONV=winograd`` or ``=direct`` decides without measuring.

@@ -3,7 +3,7 @@
 Where the reference spends its time (see ``benchmarks/README.md``): the stem convolution reads the
 90 SRM residual maps (90 -> 32 channels, 3x3), and the 24 MB residual tensor of every 16 patches is
 written and read back; the other convolutions convert between PyTorch's NCHW layout and the blocked
-layout of the convolution library on every call. Three changes remove most of that:
+layout of the convolution library on every call. These changes remove most of that:
 
 * **SRM folded into the stem.** The SRM bank is a fixed linear map and the stem convolution is the
   next thing applied to its output, so the two compose into one 7x7 convolution from the 3 colour

@@ -94,10 +94,6 @@ static inline void output_1d(const vf *m, int s, vf *o, int os) { /* o <- A^T m 
     o[3 * os] = q12 + 8 * q34 + m[5 * s];
 }
 
-/* One block of up to TILES consecutive tiles (row-major, rows may wrap) of one patch.
- * v and m are (36, TILES, C). */
-
-
 static inline vd widen(vf s) { /* the lanes, summed in pairs into doubles */
 #if VL == 16
     return __builtin_convertvector(__builtin_shufflevector(s, s, 0, 1, 2, 3, 4, 5, 6, 7), vd)
@@ -141,7 +137,6 @@ static void products_bf16(const uint16_t *v, const uint16_t *u, int C, int T, fl
 }
 #endif
 
-
 /* m <- v @ u for one tile position: v (T, C) tiles, u (C, C) filters, m (T, C), float32 throughout */
 static void products_f32(const float *v, const float *u, int C, int T, float *m) {
     const vf zero = {0};
@@ -167,7 +162,8 @@ static void products_f32(const float *v, const float *u, int C, int T, float *m)
     }
 }
 
-/* ub: the bf16 filters, or NULL for float32 products with u; vb: room for the bf16 tiles */
+/* One block of up to TILES consecutive tiles (row-major, rows may wrap) of one patch; v and m are
+ * (36, TILES, C). ub: the bf16 filters, or NULL for float32 products with u; vb: room for the bf16 tiles */
 static void block(const float *x, const pending_norm *pre, long n, int H, int W, int C, int q0, int T,
                   const float *u, const uint16_t *ub, const float *bias, float *y, float *v, uint16_t *vb,
                   float *m, vd *sums) {
